@@ -1,0 +1,1 @@
+"""Box algebra and the evaluator (AST -> box)."""

@@ -1,0 +1,207 @@
+"""The box algebra: Faust block diagrams after evaluation (the output of `evaluate`).
+
+A box is a block with `ins` inputs and `outs` outputs.  Boxes are frozen
+dataclasses; `span` (where the box was written) is left out of equality.
+`arity(box)` gives `(ins, outs)`; `diffaust.signals.propagate` turns a box
+into signals.
+
+Composition rules (Faust's):
+  Seq(a, b)    a:b   outs(a) == ins(b)
+  Par(a, b)    a,b   ins = ins(a)+ins(b), outs = outs(a)+outs(b)
+  Split(a, b)  a<:b  ins(b) is a multiple of outs(a)
+  Merge(a, b)  a:>b  outs(a) is a multiple of ins(b)
+  Rec(a, b)    a~b   ins(b) <= outs(a), outs(b) <= ins(a);
+                     ins = ins(a) - outs(b), outs = outs(a)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from ..syntax.ast import NOSPAN, Span
+
+
+def _span():
+    return field(default=NOSPAN, compare=False, repr=False)
+
+
+class Box:
+    span: Span
+
+    def __str__(self) -> str:
+        from .printer import format_box
+
+        return format_box(self)
+
+
+@dataclass(frozen=True)
+class BWire(Box):
+    """`_`"""
+
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BCut(Box):
+    """`!`"""
+
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BConst(Box):
+    """A number: 0 inputs, 1 output.  `int` values are Faust ints, `float` values reals."""
+
+    value: Union[int, float]
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BPrim(Box):
+    """A primitive of `diffaust.primitives.PRIMITIVES`, by name (`+`, `sin`, `mem`, `@`,
+    `select2`, `rdtable`...): `arity` inputs, one output (`attach` included)."""
+
+    name: str
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BWidget(Box):
+    """A user-interface element.
+
+    kind: hslider | vslider | nentry (init, min, max, step given), button | checkbox
+    (0 inputs, 1 output); hbargraph | vbargraph (min, max given; 1 input, 1 output).
+    `label` is the label as written (`"gain [diff:1]"`, may contain a path like
+    `"h:group/gain"`); `groups` is the enclosing group path (outermost first), each
+    element `(kind, label)` with kind in `h`/`v`/`t`.
+    """
+
+    kind: str
+    label: str
+    init: float = 0.0
+    min: float = 0.0
+    max: float = 1.0
+    step: float = 0.0
+    groups: tuple = ()
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BSeq(Box):
+    a: Box
+    b: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BPar(Box):
+    a: Box
+    b: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BSplit(Box):
+    a: Box
+    b: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BMerge(Box):
+    a: Box
+    b: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BRec(Box):
+    a: Box
+    b: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BSlot(Box):
+    """A formal input of a symbolic box (0 inputs, 1 output); `id` is unique per slot."""
+
+    id: int
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BSymbolic(Box):
+    """`\\(slot).body` used as a block diagram: 1 more input than `body`, which it feeds
+    to `slot`.  Produced when a function (closure) is used where a box is expected."""
+
+    slot: BSlot
+    body: Box
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BFConst(Box):
+    """`fconstant(type name, include)`: 0 inputs, 1 output (`fSamplingFreq`...)."""
+
+    type: str
+    name: str
+    include: str = ""
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BFVar(Box):
+    """`fvariable(type name, include)`: 0 inputs, 1 output (`count`...)."""
+
+    type: str
+    name: str
+    include: str = ""
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BFFun(Box):
+    """`ffunction(result name(arg types), include, lib)`: len(arg_types) inputs, 1 output."""
+
+    result_type: str
+    names: tuple
+    arg_types: tuple
+    include: str = ""
+    library: str = ""
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BWaveform(Box):
+    """`waveform{...}`: 0 inputs, 2 outputs (size, periodic values)."""
+
+    values: tuple
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BRoute(Box):
+    """`route(ins, outs, (i1,o1), ...)`; pairs are 1-based (input, output) numbers."""
+
+    ins: int
+    outs: int
+    pairs: tuple
+    span: Span = _span()
+
+
+@dataclass(frozen=True)
+class BSoundfile(Box):
+    """`soundfile(label, chans)`: 2 inputs (part, read index), 2 + chans outputs."""
+
+    label: str
+    chans: int
+    groups: tuple = ()
+    span: Span = _span()
+
+
+def arity(box: Box) -> tuple[int, int]:
+    """(inputs, outputs) of a box.  Raises FaustEvalError on an ill-formed composition."""
+    from .arity import box_arity
+
+    return box_arity(box)
