@@ -16,6 +16,7 @@ Composition rules (Faust's):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
@@ -28,6 +29,12 @@ def _span():
 
 class Box:
     span: Span
+
+    def __getstate__(self):
+        # the cached hash (see end of file) depends on the process: never pickle it
+        state = dict(self.__dict__)
+        state.pop("_hash", None)
+        return state
 
     def __str__(self) -> str:
         from .printer import format_box
@@ -55,6 +62,20 @@ class BConst(Box):
 
     value: Union[int, float]
     span: Span = _span()
+
+    # `1` and `1.0` are different Faust numbers (int vs real): Python's `1 == 1.0`
+    # must not merge them in memo tables, nor 0.0 with -0.0.
+    def _key(self):
+        v = self.value
+        if isinstance(v, float):
+            return (float, v, math.copysign(1.0, v))
+        return (int, v)
+
+    def __eq__(self, other):
+        return type(other) is BConst and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
 
 
 @dataclass(frozen=True)
@@ -205,3 +226,27 @@ def arity(box: Box) -> tuple[int, int]:
     from .arity import box_arity
 
     return box_arity(box)
+
+
+# Boxes are immutable trees that are hashed over and over (memo tables in the
+# evaluator, arity, propagation).  The dataclass-generated __hash__ walks the
+# whole tree on every call; cache it on the instance so hashing is O(1) after
+# the first time.
+def _install_cached_hash(cls):
+    structural = cls.__hash__
+
+    def __hash__(self, _structural=structural):
+        try:
+            return self.__dict__["_hash"]
+        except KeyError:
+            h = _structural(self)
+            object.__setattr__(self, "_hash", h)
+            return h
+
+    cls.__hash__ = __hash__
+
+
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, Box) and _cls is not Box:
+        _install_cached_hash(_cls)
+del _cls

@@ -396,6 +396,11 @@ class Definition(Node):
     params: Optional[tuple]
     body: "Expr"
     span: Span = _span()
+    # Float-precision variants written before the statement
+    # (`singleprecision`, `doubleprecision`, `quadprecision`,
+    # `fixedpointprecision`): the statement only exists when compiling in one
+    # of them.  Empty = always.  (Faust: `stmtlist variantlist statement`.)
+    precisions: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,7 @@ class Import(Node):
 
     path: str
     span: Span = _span()
+    precisions: tuple = ()  # see Definition.precisions
 
 
 @dataclass(frozen=True)
@@ -414,6 +420,7 @@ class Declare(Node):
     value: str
     target: Optional[str] = None
     span: Span = _span()
+    precisions: tuple = ()  # see Definition.precisions
 
 
 Statement = Union[Definition, Import, Declare]

@@ -1,0 +1,289 @@
+"""Audio signals in and out: WAV files, .npy arrays and the built-in test inputs.
+
+Arrays are NumPy ``(channels, samples)``.  Everything here raises
+:class:`diffaust.errors.UsageError` for a problem the user can fix (missing
+file, unsupported WAV encoding, wrong shape), never a bare ``OSError``.
+
+Built-in inputs (``make_input``):
+
+``impulse``  1.0 at sample 0 on every channel, 0 elsewhere
+``noise``    deterministic white noise in [-1, 1), exact in float32: per channel c,
+             ``seed = fmix32(c + 1)`` (murmur3's 32-bit finalizer), then
+             ``state = (1664525*state + 1013904223) mod 2**32`` advanced before each
+             sample and ``x = (state >> 8) / 2**23 - 1``.  The same numbers as the
+             ``faust-ref`` oracle's ``--input noise``, so results can be compared.
+``zeros``    all 0
+``ones``     all 1 (a DC step)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import wave
+from typing import Optional
+
+import numpy as np
+
+from .errors import UsageError
+
+BUILTIN_INPUTS = ("impulse", "noise", "zeros", "ones")
+
+_WAVE_FORMAT_PCM = 1
+_WAVE_FORMAT_IEEE_FLOAT = 3
+_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
+
+
+# ----------------------------------------------------------------- test inputs
+def _fmix32(h: int) -> int:
+    h &= 0xFFFFFFFF
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
+    h ^= h >> 16
+    return h
+
+
+def lcg_noise(channel: int, n: int) -> np.ndarray:
+    """``n`` samples of the deterministic noise of channel ``channel`` (float64, exact in float32)."""
+    out = np.empty(max(n, 0), dtype=np.float64)
+    if n <= 0:
+        return out
+    # Jump-ahead in blocks: state_{k+1} = a*state_k + c (mod 2^32).  Compute a
+    # block of B states from B independent starting points with vector ops.
+    mask = np.uint64(0xFFFFFFFF)
+    a, c = 1664525, 1013904223
+    block = 4096
+    # Coefficients for state_{j} = A_j * s0 + C_j  (j = 1..block), mod 2^32.
+    A = np.empty(block, dtype=np.uint64)
+    C = np.empty(block, dtype=np.uint64)
+    aj, cj = 1, 0
+    for j in range(block):
+        aj = (aj * a) & 0xFFFFFFFF
+        cj = (cj * a + c) & 0xFFFFFFFF
+        A[j] = aj
+        C[j] = cj
+    s0 = _fmix32(channel + 1)
+    pos = 0
+    with np.errstate(over="ignore"):
+        while pos < n:
+            m = min(block, n - pos)
+            states = (A[:m] * np.uint64(s0) + C[:m]) & mask
+            out[pos:pos + m] = (states >> np.uint64(8)).astype(np.float64) / 8388608.0 - 1.0
+            s0 = int(states[m - 1])
+            pos += m
+    return out
+
+
+def make_input(kind: str, channels: int, n: int) -> np.ndarray:
+    """A built-in test signal (``impulse``, ``noise``, ``zeros``, ``ones``) of shape (channels, n)."""
+    if kind == "impulse":
+        x = np.zeros((channels, n))
+        if n > 0:
+            x[:, 0] = 1.0
+        return x
+    if kind == "zeros":
+        return np.zeros((channels, n))
+    if kind == "ones":
+        return np.ones((channels, n))
+    if kind == "noise":
+        return np.array([lcg_noise(ch, n) for ch in range(channels)]).reshape(channels, n)
+    raise UsageError(f"unknown input kind '{kind}' (expected one of {', '.join(BUILTIN_INPUTS)}, "
+                     "or a .npy, .wav or .dsp file)")
+
+
+# ----------------------------------------------------------------------- .npy
+def read_npy(path: str) -> np.ndarray:
+    """Load a float array of shape (channels, n) (a 1-D array is one channel)."""
+    _check_file(path)
+    try:
+        x = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - any load failure is the user's file
+        raise UsageError(f"cannot read {path}: {e}") from None
+    if x.dtype.kind not in "fiub":
+        raise UsageError(f"{path}: expected a numeric array, got dtype {x.dtype}")
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise UsageError(f"{path}: expected shape (channels, N) or (N,), got {x.shape}")
+    return x
+
+
+def write_npy(path: str, data: np.ndarray) -> None:
+    try:
+        np.save(path, data)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# ----------------------------------------------------------------------- .wav
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+    """Read a WAV file: PCM 8/16/24/32-bit or IEEE float 32/64-bit.
+
+    Returns ``(data, sample_rate)`` with data float64 of shape (channels, frames),
+    PCM scaled to [-1, 1).
+    """
+    _check_file(path)
+    try:
+        with wave.open(path, "rb") as w:
+            ch, width, sr, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            raw = w.readframes(frames)
+        return _pcm_to_float(raw, ch, width, path), sr
+    except wave.Error:
+        pass  # not plain PCM (float or extensible): parse the chunks ourselves
+    except EOFError:
+        raise UsageError(f"{path}: truncated WAV file") from None
+    return _read_wav_chunks(path)
+
+
+def _pcm_to_float(raw: bytes, ch: int, width: int, path: str) -> np.ndarray:
+    if width == 1:
+        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
+    elif width == 2:
+        x = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
+    elif width == 3:
+        b = np.frombuffer(raw, dtype=np.uint8)
+        b = b[: len(b) - len(b) % 3].reshape(-1, 3).astype(np.int32)
+        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float64) / float(1 << 23)
+    elif width == 4:
+        x = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0
+    else:
+        raise UsageError(f"{path}: unsupported PCM sample width {8 * width} bits")
+    n = len(x) // ch if ch else 0
+    return x[: n * ch].reshape(n, ch).T.copy()
+
+
+def _read_wav_chunks(path: str) -> tuple[np.ndarray, int]:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise UsageError(f"{path}: not a WAV file (no RIFF/WAVE header)")
+    pos, fmt, payload = 12, None, None
+    while pos + 8 <= len(data):
+        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = data[pos + 8:pos + 8 + size]
+        if cid == b"fmt ":
+            fmt = body
+        elif cid == b"data":
+            payload = body
+        pos += 8 + size + (size & 1)
+    if fmt is None or payload is None or len(fmt) < 16:
+        raise UsageError(f"{path}: WAV file without fmt or data chunk")
+    tag, ch, sr, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
+        tag = struct.unpack("<H", fmt[24:26])[0]  # first two bytes of the sub-format GUID
+    if ch == 0:
+        raise UsageError(f"{path}: WAV file with 0 channels")
+    if tag == _WAVE_FORMAT_IEEE_FLOAT and bits in (32, 64):
+        x = np.frombuffer(payload[: len(payload) - len(payload) % (bits // 8)],
+                          dtype="<f4" if bits == 32 else "<f8").astype(np.float64)
+        n = len(x) // ch
+        return x[: n * ch].reshape(n, ch).T.copy(), sr
+    if tag == _WAVE_FORMAT_PCM:
+        return _pcm_to_float(payload, ch, bits // 8, path), sr
+    raise UsageError(f"{path}: unsupported WAV encoding (format tag {tag}, {bits} bits); "
+                     "use PCM 8/16/24/32-bit or float 32/64-bit")
+
+
+def write_wav(path: str, data: np.ndarray, sample_rate: int, fmt: str = "float32") -> None:
+    """Write (channels, frames) to a WAV file, as 32-bit float (default) or 16-bit PCM.
+
+    16-bit PCM clips to [-1, 1]; float keeps the values as they are.
+    """
+    data = np.atleast_2d(np.asarray(data, dtype=np.float64))
+    ch, n = data.shape
+    if ch == 0:
+        raise UsageError(f"cannot write {path}: the program has no output channels")
+    inter = data.T.reshape(-1)
+    try:
+        if fmt == "pcm16":
+            pcm = np.clip(np.round(inter * 32767.0), -32768, 32767).astype("<i2")
+            with wave.open(path, "wb") as w:
+                w.setnchannels(ch)
+                w.setsampwidth(2)
+                w.setframerate(int(sample_rate))
+                w.writeframes(pcm.tobytes())
+        elif fmt == "float32":
+            payload = inter.astype("<f4").tobytes()
+            fmt_chunk = struct.pack("<HHIIHH", _WAVE_FORMAT_IEEE_FLOAT, ch, int(sample_rate),
+                                    int(sample_rate) * ch * 4, ch * 4, 32)
+            fact = struct.pack("<I", n)
+            body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk
+                    + b"fact" + struct.pack("<I", 4) + fact
+                    + b"data" + struct.pack("<I", len(payload)) + payload)
+            if len(payload) & 1:
+                body += b"\0"
+            with open(path, "wb") as f:
+                f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
+        else:
+            raise UsageError(f"unknown WAV format '{fmt}' (expected float32 or pcm16)")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# -------------------------------------------------------------------- helpers
+def _check_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, expected a file")
+
+
+def fit_channels(x: np.ndarray, channels: int, source: str, n: Optional[int] = None) -> np.ndarray:
+    """Check that ``x`` has ``channels`` rows (a single row is accepted for one channel only)
+    and cut or zero-pad it to ``n`` samples when ``n`` is given."""
+    if x.shape[0] != channels:
+        raise UsageError(f"{source} has {x.shape[0]} channel(s) (shape {tuple(x.shape)}), "
+                         f"but the program has {channels} input(s): need shape ({channels}, N)")
+    if n is not None:
+        if x.shape[1] >= n:
+            x = x[:, :n]
+        else:
+            x = np.concatenate([x, np.zeros((channels, n - x.shape[1]))], axis=1)
+    return x
+
+
+# ------------------------------------------------------------- input specs
+def compile_program(path: str, **kw):
+    """``diffaust.compile`` on a file, with a clear error when the file is missing."""
+    _check_file(path)
+    from . import runtime  # late import: audio I/O does not need the compiler
+
+    return runtime.compile(path, **kw)
+
+
+def input_signal(spec: str, channels: int, n: int, *, sample_rate: int = 44100,
+                 double: bool = False, import_dirs=()) -> np.ndarray:
+    """The input signal named by ``spec``, shape (channels, n), float64.
+
+    ``spec`` is a built-in kind (impulse, noise, zeros, ones), a ``.npy`` or ``.wav``
+    file (cut or zero-padded to ``n`` samples), or a ``.dsp`` program, compiled and
+    rendered for ``n`` samples (its own inputs get zeros) and fed in.  A program
+    without inputs gets a (0, n) array whatever ``spec`` says.
+    """
+    if channels == 0:
+        return np.zeros((0, n))
+    if spec in BUILTIN_INPUTS:
+        return make_input(spec, channels, n)
+    low = spec.lower()
+    if low.endswith(".npy"):
+        return fit_channels(read_npy(spec), channels, spec, n)
+    if low.endswith(".wav"):
+        x, _sr = read_wav(spec)
+        return fit_channels(x, channels, spec, n)
+    if low.endswith(".dsp"):
+        src = compile_program(spec, double=double, sample_rate=sample_rate, import_dirs=tuple(import_dirs))
+        xin = np.zeros((src.inputs, n))
+        y = np.asarray(src.render(xin if src.inputs else None, n=n), dtype=np.float64)
+        return fit_channels(y, channels, f"input program {spec} (outputs)", n)
+    if not os.path.exists(spec):
+        raise UsageError(f"unknown input '{spec}': expected impulse, noise, zeros, ones, "
+                         "or an existing .npy, .wav or .dsp file")
+    raise UsageError(f"{spec}: unsupported input file type (expected .npy, .wav or .dsp)")

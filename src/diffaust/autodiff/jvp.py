@@ -1,0 +1,227 @@
+"""Forward-mode autodiff (`-diff`): signals → tangent signals, one variable at a time.
+
+For a variable p (a `[diff:1]` widget), `Tangents(p).of(s)` is ds/dp, built with
+the same signal builders as everything else and memoized per node:
+
+  const, input, fconst, fvar, other widgets   → 0
+  the widget p                                  → 1
+  prim f(a, b, ...)                             → the primitive table's jvp rule
+  x@d                                           → x'@d − d'·(x@d − x@(d+1))   (the seed's rule:
+                                                   a one-sample difference for d/dn)
+  prefix(i, x)                                  → prefix(i', x')
+  rdtable                                       → 0 (content fixed at init, index piecewise constant)
+  rwtable(n, g, wi, ws, ri)                     → rwtable(n, g', wi, ws', ri)
+  proj(i, rec v: y = f(p, x, y@1))              → proj(i, rec v̇: ẏ = ∂f/∂p + ∂f/∂y · ẏ@1)
+     The tangent group is a recursion of its own: its bodies are the tangents of
+     v's bodies, where a reference to v's output j becomes the tangent group's
+     output j, and the primal values they need read the closed group v.
+
+A signal that does not depend on p has tangent 0 (so unrelated recursions
+produce no code).  A primitive without a jvp rule raises DerivativeError.
+"""
+
+from __future__ import annotations
+
+from ..errors import DerivativeError
+from ..primitives.table import PRIMITIVES
+from ..signals import build as B
+from ..signals.nodes import Sig, mk, proj, rec, recvar, walk
+
+
+def diff_variables(outputs) -> list[Sig]:
+    """The `[diff:1]` widgets reachable from `outputs`, in UI order (sorted by path)."""
+    found = {n for n in walk(outputs) if n.op == "control" and n.attr.is_diff}
+    return sorted(found, key=lambda n: n.attr.path.split("/"))
+
+
+class Tangents:
+    """Tangents of signals with respect to one variable (a control signal)."""
+
+    def __init__(self, var: Sig, tag: str, trace: list | None = None):
+        self.var = var
+        self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
+        self.memo: dict = {}
+        self.dep: dict = {}
+        self.groups: dict = {}  # recursion name -> rec node (filled by jvp_program)
+        self.trace = trace
+
+    # -- does s depend on the variable?
+    def _reach(self, s: Sig, cache: dict, recvar_dep) -> bool:
+        r = cache.get(s)
+        if r is not None:
+            return r
+        for n in walk([s]):
+            if n in cache:
+                continue
+            if n is self.var:
+                cache[n] = True
+            elif n.op == "recvar":
+                cache[n] = recvar_dep(n.attr)
+            else:
+                cache[n] = any(cache[a] for a in n.args)
+        return cache[s]
+
+    def depends(self, s: Sig) -> bool:
+        """s depends on the variable (through feedback too)."""
+        return self._reach(s, self.dep, lambda var: self._group_depends(self.groups[var]))
+
+    def of(self, s: Sig) -> Sig:
+        r = self.memo.get(s)
+        if r is not None:
+            return r
+        # children first, iteratively, so deep graphs do not exhaust the stack
+        for n in walk([s]):
+            if n not in self.memo:
+                self.memo[n] = self._rule(n)
+        return self.memo[s]
+
+    def _rule(self, s: Sig) -> Sig:
+        op = s.op
+        if op == "recvar":
+            return s  # never used directly: projections handle group references
+        if op == "rec":
+            return s
+        if op == "proj":
+            return self._proj(s)
+        if not self.depends(s):
+            return B.const(0.0)
+        if op == "control":
+            return B.const(1.0) if s is self.var else B.const(0.0)
+        if op in ("const", "input", "fconst", "fvar", "waveform"):
+            return B.const(0.0)
+        if B.nature(s) == "int":
+            return B.const(0.0)  # int signals are piecewise constant
+        dots = [self.memo[a] if a in self.memo else self.of(a) for a in s.args]
+        if op == "prim":
+            p = PRIMITIVES[s.attr]
+            if p.jvp is None:
+                raise DerivativeError(f"primitive '{s.attr}' has no derivative rule")
+            d = p.jvp(s.args, dots)
+        elif op == "delay":
+            x, dl = s.args
+            x_dot, d_dot = dots
+            d = B.delay(x_dot, dl)
+            if not B.is_zero(d_dot) and B.nature(dl) != "int":
+                # (x@d)' = x'@d − d'·(x@d − x@(d+1))
+                slope = B.sub(B.delay(x, dl), B.delay(x, B.add(dl, B.const(1))))
+                d = B.sub(d, B.mul(d_dot, slope))
+        elif op == "prefix":
+            d = B.prefix(dots[0], dots[1])
+        elif op == "rdtable":
+            d = B.const(0.0)
+        elif op == "rwtable":
+            gen, widx, wsig, ridx = s.args
+            d = mk("rwtable", s.attr, (dots[0], widx, dots[2], ridx))
+        elif op == "bargraph":
+            d = dots[0]
+        elif op == "ffun":
+            raise DerivativeError(f"foreign function '{s.attr.names[0]}' has no derivative rule")
+        else:
+            raise DerivativeError(f"signal '{op}' has no derivative rule")
+        if self.trace is not None:
+            from ..signals.printer import format_sig
+
+            self.trace.append(f"    {format_sig(s, 70)}\n        DERIVATIVE: {format_sig(d, 70)}")
+        return d
+
+    def _proj(self, s: Sig) -> Sig:
+        i = s.attr
+        g = s.args[0]
+        if g.op == "recvar":
+            # inside the group's bodies: the tangent group's own output
+            return proj(i, recvar(f"{g.attr}_{self.tag}"))
+        if not self._group_depends(g):
+            return B.const(0.0)
+        key = ("group", g)
+        tg = self.memo.get(key)
+        if tg is None:
+            tg = self._tangent_group(g)
+            self.memo[key] = tg
+        if tg is None:
+            return B.const(0.0)
+        return proj(i, tg)
+
+    def _group_depends(self, g: Sig) -> bool:
+        key = ("gdep", g)
+        r = self.dep.get(key)
+        if r is None:
+            # a group depends on p iff one of its bodies does, its own feedback left out
+            # (provisionally False while it is being decided: breaks mutual references)
+            self.dep[key] = False
+            cache: dict = {}
+            own = g.attr
+            r = any(self._reach(b, cache, lambda var: False if var == own
+                                else self._group_depends(self.groups[var])) for b in g.args)
+            self.dep[key] = r
+        return r
+
+    def _tangent_group(self, g: Sig):
+        var = g.attr
+        dvar = f"{var}_{self.tag}"
+        bodies_dot = [self.of(b) for b in g.args]
+        if all(B.is_zero(b) for b in bodies_dot):
+            return None
+        # primal references to v inside the tangent bodies read the closed group
+        closed = substitute(bodies_dot, var, g)
+        if self.trace is not None:
+            self.trace.append(f"    recursion {var}: tangent recursion {dvar}")
+        return rec(dvar, tuple(closed))
+
+
+def substitute(sigs, var: str, group: Sig) -> list:
+    """Replace free `recvar(var)` by the closed `group` in `sigs` (rebuilding through builders)."""
+    memo: dict = {}
+    target = recvar(var)
+
+    def rebuild(n: Sig) -> Sig:
+        if n is target:
+            return group
+        if n.op == "rec" and n.attr == var:
+            return n  # bound occurrence
+        if not n.args:
+            return n
+        new_args = tuple(memo[a] for a in n.args)
+        if all(a is b for a, b in zip(new_args, n.args)):
+            return n
+        return remake(n, new_args)
+
+    out = []
+    for s in sigs:
+        for n in walk([s]):
+            if n not in memo:
+                if n.op == "rec" and n.attr == var:
+                    memo[n] = n
+                    continue
+                memo[n] = rebuild(n)
+        out.append(memo[s])
+    return out
+
+
+def remake(n: Sig, args: tuple) -> Sig:
+    """A node like `n` with new children, simplified by the builders."""
+    if n.op == "prim":
+        return B.prim(n.attr, *args)
+    if n.op == "delay":
+        return B.delay(*args)
+    if n.op == "prefix":
+        return B.prefix(*args)
+    return mk(n.op, n.attr, args)
+
+
+def jvp_program(outputs, variables, trace: list | None = None) -> list:
+    """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables)."""
+    result = [[None] * len(variables) for _ in outputs]
+    groups = {n.attr: n for n in walk(outputs) if n.op == "rec"}
+    for k, v in enumerate(variables):
+        if trace is not None:
+            trace.append(f">>> Differentiate wrt. {v.attr.path}")
+        t = Tangents(v, f"d{k}", trace)
+        t.groups = groups
+        for o, s in enumerate(outputs):
+            result[o][k] = t.of(s)
+        if trace is not None:
+            from ..signals.printer import format_sig
+
+            for o, s in enumerate(outputs):
+                trace.append(f"  d out{o} / d {v.attr.label} = {format_sig(result[o][k], 200)}")
+    return result

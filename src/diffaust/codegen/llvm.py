@@ -1,0 +1,444 @@
+"""llvm: scheduled program → LLVM IR (llvmlite.ir) → native code through MCJIT.
+
+Generated functions (C view, REAL = float or double):
+  void <sym>_init(char* state, int sample_rate);
+  void <sym>_compute(char* state, int count, REAL** inputs, REAL** outputs);
+
+The state is one byte buffer laid out by `layout(prog)`; the runtime owns it
+(a NumPy array) and zeroes it before `init`.  Scalar states are copied into
+registers for the duration of `compute` (allocas promoted by mem2reg), arrays
+(ring buffers, tables) stay in memory.  Every primitive lowers without
+branches (selects), so a loop body is a single basic block.
+
+One JIT engine per process; compiled objects are cached on disk by the runtime.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import threading
+
+from llvmlite import ir
+
+from ..errors import DiffaustError
+from ..primitives.table import PRIMITIVES
+from .schedule import (
+    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Output, Program, Store, StoreAt, Var,
+)
+
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+I8 = ir.IntType(8)
+I1 = ir.IntType(1)
+PTR = ir.PointerType()
+
+
+def layout(prog: Program) -> tuple[dict, int]:
+    """name → (byte offset, nature, size); and the total size in bytes."""
+    real_size = 8 if prog.real == "double" else 4
+    off = 0
+    table = {}
+    # parameters first, so their offsets do not move when other slots are added
+    slots = sorted(prog.slots, key=lambda s: 0 if s.kind == "param" else 1)
+    for s in slots:
+        width = 4 if s.nature == "int" else real_size
+        off = (off + 7) & ~7
+        table[s.name] = (off, s.nature, s.size)
+        off += width * s.size
+    return table, (off + 15) & ~15
+
+
+def _cmp_pred(p: str) -> str:
+    return p
+
+
+class _Lower:
+    def __init__(self, prog: Program, module: ir.Module, sym: str):
+        self.prog = prog
+        self.m = module
+        self.sym = sym
+        self.real = ir.DoubleType() if prog.real == "double" else ir.FloatType()
+        self.sfx = "" if prog.real == "double" else "f"
+        self.layout, self.size = layout(prog)
+        self.funcs: dict = {}
+
+    # -- helpers
+    def ty(self, nature: str):
+        return I32 if nature == "int" else self.real
+
+    def slot_ptr(self, b, state, name, index=None):
+        off, nature, size = self.layout[name]
+        p = b.gep(state, [ir.Constant(I64, off)], source_etype=I8)
+        if index is not None:
+            p = b.gep(p, [index], source_etype=self.ty(nature))
+        return p
+
+    def fn(self, name: str, ret, args):
+        f = self.funcs.get(name)
+        if f is None:
+            f = self.m.globals.get(name)
+            if f is None:
+                f = ir.Function(self.m, ir.FunctionType(ret, args), name=name)
+            self.funcs[name] = f
+        return f
+
+    def intrinsic(self, base: str, ty):
+        tname = "f64" if ty == ir.DoubleType() else ("f32" if ty == ir.FloatType() else "i32")
+        return self.fn(f"llvm.{base}.{tname}", ty, [ty])
+
+    def nature(self, e) -> str:
+        if isinstance(e, Input):
+            return "real"
+        return e.nature
+
+    # -- expressions
+    def expr(self, b, e, env):
+        t = type(e)
+        if t is Const:
+            return ir.Constant(self.ty(e.nature), e.value if e.nature == "real" else int(e.value))
+        if t is Var:
+            return env[e.name]
+        if t is Load:
+            return env["slot:" + e.name] if ("slot:" + e.name) in env else self.load_slot(b, e.name, env)
+        if t is LoadAt:
+            idx = self.expr(b, e.index, env)
+            return b.load(self.slot_ptr(b, env["state"], e.slot, idx), typ=self.ty(e.nature))
+        if t is Input:
+            p = b.gep(env["in"][e.index], [env["i"]], source_etype=self.real)
+            return b.load(p, typ=self.real)
+        if t is Cast:
+            v = self.expr(b, e.expr, env)
+            if e.nature == "real":
+                return b.sitofp(v, self.real)
+            return self.fptosi(b, v)
+        if t is Op:
+            return self.op(b, e, env)
+        if t is Call:
+            args = [self.expr(b, a, env) for a in e.args]
+            f = self.fn(e.fname, self.ty(e.nature), [a.type for a in args])
+            return b.call(f, args)
+        if t is LineRead:
+            return self.line_read(b, e, env)
+        raise DiffaustError(f"llvm backend: cannot lower {t.__name__}")
+
+    def load_slot(self, b, name, env):
+        off, nature, size = self.layout[name]
+        return b.load(self.slot_ptr(b, env["state"], name), typ=self.ty(nature))
+
+    def fptosi(self, b, v):
+        f = self.fn(f"llvm.fptosi.sat.i32.{'f64' if self.real == ir.DoubleType() else 'f32'}", I32, [self.real])
+        return b.call(f, [v])
+
+    def op(self, b, e: Op, env):
+        p = PRIMITIVES[e.name]
+        args = [self.expr(b, a, env) for a in e.args]
+        nats = [self.nature(a) for a in e.args]
+        code = p.code
+        kind = code[0]
+        if kind == "binop":
+            is_int = all(n == "int" for n in nats)
+            opname = code[1] if is_int else code[2]
+            if opname is None:
+                raise DiffaustError(f"llvm backend: primitive '{e.name}' on {nats}")
+            x, y = args
+            if opname == "srem":
+                bad = b.or_(b.icmp_signed("==", y, ir.Constant(I32, 0)), b.icmp_signed("==", y, ir.Constant(I32, -1)))
+                safe = b.select(bad, ir.Constant(I32, 1), y)
+                return b.select(bad, ir.Constant(I32, 0), b.srem(x, safe))
+            if opname in ("shl", "ashr"):
+                y = b.and_(y, ir.Constant(I32, 31))
+            return getattr(b, opname)(x, y)
+        if kind == "cmp":
+            x, y = args
+            if all(n == "int" for n in nats):
+                c = b.icmp_signed(code[1], x, y)
+            elif code[1] == "!=":
+                c = b.fcmp_unordered("!=", x, y)
+            else:
+                c = b.fcmp_ordered(code[1], x, y)
+            return b.zext(c, I32)
+        if kind == "libm":
+            ty = self.real
+            f = self.fn(code[1] + self.sfx, ty, [ty] * len(args))
+            return b.call(f, args)
+        if kind == "intrinsic":
+            return b.call(self.intrinsic(code[1], self.real), args)
+        name = code[1]
+        if name == "abs":
+            x = args[0]
+            if nats[0] == "int":
+                return b.select(b.icmp_signed("<", x, ir.Constant(I32, 0)), b.neg(x), x)
+            return b.call(self.intrinsic("fabs", self.real), [x])
+        if name in ("min", "max"):
+            x, y = args
+            lt = (lambda u, v: b.icmp_signed("<", u, v)) if nats[0] == "int" else \
+                (lambda u, v: b.fcmp_ordered("<", u, v))
+            if name == "min":  # std::min(a, b) = b < a ? b : a
+                return b.select(lt(y, x), y, x)
+            return b.select(lt(x, y), y, x)  # std::max(a, b) = a < b ? b : a
+        if name == "int":
+            return args[0] if nats[0] == "int" else self.fptosi(b, args[0])
+        if name == "float":
+            return args[0] if nats[0] == "real" else b.sitofp(args[0], self.real)
+        if name == "select2":
+            s, x, y = args
+            return b.select(b.icmp_signed("!=", s, ir.Constant(I32, 0)), y, x)
+        if name == "select3":
+            s, x, y, z = args
+            inner = b.select(b.icmp_signed("==", s, ir.Constant(I32, 1)), y, z)
+            return b.select(b.icmp_signed("==", s, ir.Constant(I32, 0)), x, inner)
+        raise DiffaustError(f"llvm backend: primitive '{e.name}' has no lowering")
+
+    def line_read(self, b, e: LineRead, env):
+        line = self._line(e.line)
+        if line.is_scalar:
+            return b.load(env["alloca:" + e.line], typ=self.ty(line.nature))
+        d = self.expr(b, e.delay, env)
+        iota = b.load(env["alloca:" + line.iota], typ=I32)
+        idx = b.and_(b.sub(iota, d), ir.Constant(I32, line.mask))
+        return b.load(self.slot_ptr(b, env["state"], e.line, idx), typ=self.ty(line.nature))
+
+    def _line(self, name):
+        for line in self.prog.lines.values():
+            if line.name == name:
+                return line
+        raise KeyError(name)
+
+    # -- statements
+    def stmts(self, b, stmts, env):
+        for st in stmts:
+            t = type(st)
+            if t is Let:
+                env[st.var.name] = self.expr(b, st.expr, env)
+            elif t is Store:
+                v = self.expr(b, st.expr, env)
+                key = "alloca:" + st.slot
+                if key in env:
+                    b.store(v, env[key])
+                else:
+                    b.store(v, self.slot_ptr(b, env["state"], st.slot))
+            elif t is StoreAt:
+                idx = self.expr(b, st.index, env)
+                v = self.expr(b, st.expr, env)
+                b.store(v, self.slot_ptr(b, env["state"], st.slot, idx))
+            elif t is LineWrite:
+                line = self._line(st.line)
+                if not line.is_scalar:
+                    v = self.expr(b, st.expr, env)
+                    iota = b.load(env["alloca:" + line.iota], typ=I32)
+                    idx = b.and_(iota, ir.Constant(I32, line.mask))
+                    b.store(v, self.slot_ptr(b, env["state"], st.line, idx))
+            elif t is LineCommit:
+                line = self._line(st.line)
+                if line.is_scalar:
+                    b.store(self.expr(b, st.expr, env), env["alloca:" + st.line])
+            elif t is Output:
+                v = self.expr(b, st.expr, env)
+                p = b.gep(env["out"][st.index], [env["i"]], source_etype=self.real)
+                b.store(v, p)
+            elif t is Fill:
+                self.fill(b, st, env)
+            else:
+                raise DiffaustError(f"llvm backend: cannot lower statement {t.__name__}")
+
+    def scalar_slots(self, names=None):
+        out = []
+        for s in self.prog.slots:
+            if s.size == 1 and s.kind in ("state", "iota", "line") and (names is None or s.name in names):
+                out.append(s)
+        return out
+
+    def with_allocas(self, b, env, slots):
+        """Copy scalar slots into allocas (promoted to registers); returns a write-back function."""
+        func_entry = env["entry"]
+        saved = []
+        for s in slots:
+            with b.goto_block(func_entry):
+                b.position_at_start(func_entry)
+                a = b.alloca(self.ty(s.nature), name=s.name)
+            b.store(self.load_slot(b, s.name, env), a)
+            env["alloca:" + s.name] = a
+            saved.append((s, a))
+
+        def write_back(bb):
+            for s, a in saved:
+                bb.store(bb.load(a, typ=self.ty(s.nature)), self.slot_ptr(bb, env["state"], s.name))
+
+        return write_back
+
+    def loop(self, b, fn, count, body, env):
+        """for (i = 0; i < count; i++) body(b) — returns the builder positioned after the loop."""
+        pre = b.block
+        loop = fn.append_basic_block("loop")
+        after = fn.append_basic_block("after")
+        b.cbranch(b.icmp_signed(">", count, ir.Constant(I32, 0)), loop, after)
+        b.position_at_end(loop)
+        i = b.phi(I32, name="i")
+        i.add_incoming(ir.Constant(I32, 0), pre)
+        env["i"] = i
+        body(b)
+        nxt = b.add(i, ir.Constant(I32, 1))
+        i.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, count), loop, after)
+        b.position_at_end(after)
+        return b
+
+    def fill(self, b, st: Fill, env):
+        fn = env["fn"]
+        for name in st.clear:
+            off, nature, size = self.layout[name]
+            for k in range(size) if size <= 16 else []:
+                b.store(ir.Constant(self.ty(nature), 0), self.slot_ptr(b, env["state"], name, ir.Constant(I32, k)))
+            if size > 16:
+                self._zero_array(b, fn, env, name, size, nature)
+        sub_env = dict(env)
+        write_back = self.with_allocas(b, sub_env, self.scalar_slots(set(st.clear)))
+
+        def body(bb):
+            self.stmts(bb, st.sample, sub_env)
+            v = self.expr(bb, st.value, sub_env)
+            bb.store(v, self.slot_ptr(bb, env["state"], st.slot, sub_env["i"]))
+            self.stmts(bb, st.post, sub_env)
+
+        self.loop(b, fn, ir.Constant(I32, st.size), body, sub_env)
+        write_back(b)
+
+    def _zero_array(self, b, fn, env, name, size, nature):
+        sub = dict(env)
+
+        def body(bb):
+            bb.store(ir.Constant(self.ty(nature), 0), self.slot_ptr(bb, env["state"], name, sub["i"]))
+
+        self.loop(b, fn, ir.Constant(I32, size), body, sub)
+
+    # -- functions
+    def build(self):
+        # init(state, sr)
+        fn = ir.Function(self.m, ir.FunctionType(ir.VoidType(), [PTR, I32]), name=f"{self.sym}_init")
+        fn.args[0].add_attribute("noalias")
+        entry = fn.append_basic_block("entry")
+        b = ir.IRBuilder(entry)
+        env = {"state": fn.args[0], "fn": fn, "entry": entry}
+        b.store(fn.args[1], self.slot_ptr(b, fn.args[0], "fSamplingFreq"))
+        for s in self.prog.slots:
+            if s.init is not None:
+                for k, v in enumerate(s.init):
+                    b.store(ir.Constant(self.ty(s.nature), v if s.nature == "real" else int(v)),
+                            self.slot_ptr(b, fn.args[0], s.name, ir.Constant(I32, k)))
+        self.stmts(b, self.prog.init, env)
+        b.ret_void()
+
+        # compute(state, count, inputs, outputs)
+        fn = ir.Function(self.m, ir.FunctionType(ir.VoidType(), [PTR, I32, PTR, PTR]), name=f"{self.sym}_compute")
+        for a in (fn.args[0],):
+            a.add_attribute("noalias")
+        entry = fn.append_basic_block("entry")
+        b = ir.IRBuilder(entry)
+        state, count, ins, outs = fn.args
+        env = {"state": state, "fn": fn, "entry": entry}
+        env["in"] = [b.load(b.gep(ins, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+                     for k in range(self.prog.inputs)]
+        env["out"] = [b.load(b.gep(outs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
+                      for k in range(self.prog.outputs)]
+        env[("var", "count")] = count
+        env["count"] = count
+        # const-rate slots: read once
+        for s in self.prog.slots:
+            if s.kind in ("const", "sr") and s.size == 1:
+                env["slot:" + s.name] = self.load_slot(b, s.name, env)
+        self.stmts(b, self.prog.block, env)
+        write_back = self.with_allocas(b, env, self.scalar_slots())
+
+        def body(bb):
+            self.stmts(bb, self.prog.sample, env)
+            self.stmts(bb, self.prog.post, env)
+
+        self.loop(b, fn, count, body, env)
+        write_back(b)
+        b.ret_void()
+
+
+def build_module(prog: Program, sym: str) -> ir.Module:
+    """LLVM IR module with `<sym>_init` and `<sym>_compute`."""
+    import llvmlite.binding as llvm
+
+    m = ir.Module(name=sym)
+    m.triple = llvm.get_process_triple()
+    _Lower(prog, m, sym).build()
+    return m
+
+
+# ---------------------------------------------------------------- JIT
+
+
+class _Jit:
+    """The process's JIT: one MCJIT engine, libm symbols registered once."""
+
+    def __init__(self):
+        import llvmlite.binding as llvm
+
+        self.llvm = llvm
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        self._register_libm()
+        target = llvm.Target.from_default_triple()
+        self.tm = target.create_target_machine(opt=3, jit=True, cpu=llvm.get_host_cpu_name(),
+                                               features=llvm.get_host_cpu_features().flatten())
+        empty = llvm.parse_assembly("")
+        empty.triple = llvm.get_process_triple()
+        engine_tm = target.create_target_machine(opt=3, jit=True)
+        self.engine = llvm.create_mcjit_compiler(empty, engine_tm)
+        self.lock = threading.Lock()
+        self.loaded: dict = {}
+
+    def _register_libm(self):
+        libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
+        names = ["sin", "cos", "tan", "asin", "acos", "atan", "atan2", "exp", "log", "log10", "pow",
+                 "sqrt", "fmod", "remainder", "floor", "ceil", "rint", "round", "fabs", "tanh", "sinh",
+                 "cosh", "asinh", "acosh", "atanh", "cbrt", "hypot", "exp2", "log2", "expm1", "log1p",
+                 "trunc", "fmin", "fmax", "copysign", "erf", "erfc", "tgamma", "lgamma", "exp10",
+                 "nearbyint", "lrint"]
+        for n in names:
+            for v in (n, n + "f"):
+                try:
+                    addr = ctypes.cast(getattr(libm, v), ctypes.c_void_p).value
+                except AttributeError:
+                    continue
+                self.llvm.add_symbol(v, addr)
+
+    def optimize(self, module_ir: str):
+        llvm = self.llvm
+        mod = llvm.parse_assembly(module_ir)
+        mod.verify()
+        pto = llvm.PipelineTuningOptions(speed_level=3)
+        pb = llvm.create_pass_builder(self.tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        return mod
+
+    def emit_object(self, module_ir: str) -> tuple[bytes, str]:
+        mod = self.optimize(module_ir)
+        return self.tm.emit_object(mod), str(mod)
+
+    def load(self, obj: bytes, sym: str) -> tuple[int, int]:
+        """Load an object file once; (init address, compute address)."""
+        with self.lock:
+            if sym not in self.loaded:
+                self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+                self.engine.finalize_object()
+                self.loaded[sym] = (self.engine.get_function_address(f"{sym}_init"),
+                                    self.engine.get_function_address(f"{sym}_compute"))
+            return self.loaded[sym]
+
+
+_JIT = None
+_JIT_LOCK = threading.Lock()
+
+
+def jit() -> _Jit:
+    global _JIT
+    with _JIT_LOCK:
+        if _JIT is None:
+            _JIT = _Jit()
+        return _JIT

@@ -1,0 +1,598 @@
+"""schedule: typed signals → a per-sample program (the scheduled IR).
+
+The scheduled program, as Faust compiles it:
+  init     run by init(sr): const-rate values (those depending on fSamplingFreq)
+           stored in slots, tables filled by running their generator signals
+  block    control-rate values (widgets), once per compute() call
+  sample   the loop body, in dependency order
+  post     end-of-sample updates: one-sample memories, prefix states, IOTA
+
+Delays: x@d reads a delay line of x.  A line whose reads are all one sample
+back is a scalar (written in `post`); longer lines are power-of-two ring
+buffers indexed by IOTA (written when x is computed).  A read that is at least
+one sample back does not need x computed first: that is what makes recursion
+schedulable.  A recursive group computes all its bodies, then its outputs.
+
+The IR is small dataclasses; `clike.format_schedule` prints it, `llvm` and
+`interp` run it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import FaustTypeError
+from ..primitives.table import PRIMITIVES
+from ..signals import build as B
+from ..signals.nodes import Sig, const
+from ..signals.types import Types
+
+# ---------------------------------------------------------------- expressions
+
+
+@dataclass(frozen=True)
+class Const:
+    nature: str
+    value: object
+
+
+@dataclass(frozen=True)
+class Var:
+    name: str
+    nature: str
+
+
+@dataclass(frozen=True)
+class Load:
+    slot: str
+    nature: str
+
+
+@dataclass(frozen=True)
+class LoadAt:
+    slot: str
+    index: object
+    nature: str
+
+
+@dataclass(frozen=True)
+class Input:
+    index: int
+
+
+@dataclass(frozen=True)
+class Op:
+    """Primitive `name` applied to args already converted to the natures it wants."""
+
+    name: str
+    args: tuple
+    nature: str
+
+
+@dataclass(frozen=True)
+class Cast:
+    nature: str
+    expr: object
+
+
+@dataclass(frozen=True)
+class Call:
+    """Foreign function call (ffunction): C name, args, result nature."""
+
+    fname: str
+    args: tuple
+    nature: str
+
+
+@dataclass(frozen=True)
+class RingIndex:
+    """(IOTA - delay) & mask of a ring buffer line, mask known once the line is sized."""
+
+    line: str
+    delay: object  # int expression
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass
+class Let:
+    var: Var
+    expr: object
+
+
+@dataclass
+class Store:
+    slot: str
+    expr: object
+
+
+@dataclass
+class StoreAt:
+    slot: str
+    index: object
+    expr: object
+
+
+@dataclass
+class LineWrite:
+    """Write x into delay line `line` (ring lines: at the current IOTA; scalar lines: nothing)."""
+
+    line: str
+    expr: object
+
+
+@dataclass
+class LineCommit:
+    """End of sample: scalar lines take x (ring lines: nothing)."""
+
+    line: str
+    expr: object
+
+
+@dataclass
+class Output:
+    index: int
+    expr: object
+
+
+@dataclass
+class Fill:
+    """Fill table `slot` (size entries) by running a generator program `size` samples."""
+
+    slot: str
+    size: int
+    sample: list
+    post: list
+    value: object
+    clear: list  # slots of the generator's state, zeroed before the loop
+    iota: str
+
+
+@dataclass
+class Slot:
+    """Persistent storage in the DSP state: a scalar (size 1) or an array."""
+
+    name: str
+    nature: str
+    size: int = 1
+    kind: str = "state"  # param | state | table | const | sr | iota | line
+    init: Optional[list] = None  # constant content (waveforms)
+
+
+@dataclass
+class Line:
+    """The delay line of one signal."""
+
+    name: str
+    nature: str
+    max_delay: int = 0
+    iota: str = "IOTA"
+
+    @property
+    def is_scalar(self) -> bool:
+        return self.max_delay <= 1
+
+    @property
+    def size(self) -> int:
+        return 1 if self.is_scalar else 1 << (self.max_delay).bit_length()
+
+    @property
+    def mask(self) -> int:
+        return self.size - 1
+
+
+@dataclass
+class Program:
+    """A scheduled DSP: slots, sections and I/O counts."""
+
+    inputs: int
+    outputs: int
+    real: str  # 'float' | 'double'
+    slots: list = field(default_factory=list)
+    lines: dict = field(default_factory=dict)
+    init: list = field(default_factory=list)
+    block: list = field(default_factory=list)
+    sample: list = field(default_factory=list)
+    post: list = field(default_factory=list)
+    params: list = field(default_factory=list)  # (slot name, Control), UI order
+    bargraphs: list = field(default_factory=list)
+    iotas: list = field(default_factory=list)
+
+    def slot(self, name: str) -> Slot:
+        return self._index[name]
+
+    def finalize(self):
+        for line in self.lines.values():
+            self.slots.append(Slot(line.name, line.nature, line.size, "line"))
+        self._index = {s.name: s for s in self.slots}
+
+
+# ---------------------------------------------------------------- the scheduler
+
+
+class _Scheduler:
+    """Compiles signals into one loop (the main program, or a table generator)."""
+
+    def __init__(self, prog: Program, types: Types, prefix: str, main: bool):
+        self.prog = prog
+        self.t = types
+        self.prefix = prefix
+        self.main = main
+        self.memo: dict = {}
+        self.sample: list = []
+        self.post: list = []
+        self.pending: list = []
+        self.written: set = set()
+        self.busy: set = set()
+        self.done_groups: dict = {}
+        self.counter = 0
+        self.own_slots: list = []
+        self.iota = f"{prefix}IOTA"
+        prog.slots.append(Slot(self.iota, "int", 1, "iota"))
+        self.own_slots.append(self.iota)
+        prog.iotas.append(self.iota)
+
+    # -- naming
+    def fresh(self, base: str) -> str:
+        self.counter += 1
+        return f"{self.prefix}{base}{self.counter}"
+
+    def new_slot(self, base: str, nature: str, size: int = 1, kind: str = "state", init=None) -> str:
+        name = self.fresh(base)
+        self.prog.slots.append(Slot(name, nature, size, kind, init))
+        if kind not in ("const", "table"):
+            self.own_slots.append(name)
+        return name
+
+    # -- emission
+    def emit(self, rate: str, stmt):
+        if rate == "const":
+            self.prog.init.append(stmt)
+        elif rate == "control":
+            if not self.main:
+                raise FaustTypeError("a table's content must be computable at init: "
+                                     "it cannot depend on a widget")
+            self.prog.block.append(stmt)
+        else:
+            self.sample.append(stmt)
+
+    def bind(self, s: Sig, expr, rate: str, base: str = "t"):
+        """Name the value of `s` in its rate's section; returns the expression to use."""
+        nature = self.t.nature[s]
+        if isinstance(expr, (Const, Var, Load)):
+            return expr
+        if rate == "const":
+            slot = self.new_slot("fConst", nature, kind="const")
+            v = Var(self.fresh("c"), nature)
+            self.prog.init.append(Let(v, expr))
+            self.prog.init.append(Store(slot, v))
+            return Load(slot, nature)
+        v = Var(self.fresh({"control": "fSlow", "sample": base}.get(rate, base)), nature)
+        self.emit(rate, Let(v, expr))
+        return v
+
+    # -- conversions
+    def conv(self, e, have: str, want: str):
+        if have == want or want == "any":
+            return e
+        if isinstance(e, Const):
+            return Const(want, float(e.value) if want == "real" else int(e.value))
+        return Cast(want, e)
+
+    def arg(self, s: Sig, want: str):
+        return self.conv(self.compile(s), self.t.nature[s], want)
+
+    # -- the main recursion
+    def compile(self, s: Sig):
+        r = self.memo.get(s)
+        if r is not None:
+            return r
+        if s in self.busy:
+            raise FaustTypeError("recursion without delay: a signal depends on its own current value")
+        self.busy.add(s)
+        try:
+            r = self._compile(s)
+        finally:
+            self.busy.discard(s)
+        self.memo[s] = r
+        return r
+
+    def _compile(self, s: Sig):
+        t = self.t
+        op = s.op
+        nature = t.nature[s]
+        rate = t.rate[s]
+        if op == "const":
+            return Const(s.attr[0], s.attr[1])
+        if op == "input":
+            return self.bind(s, Input(s.attr), "sample", "x")
+        if op == "control":
+            slot = self._param_slot(s)
+            v = Var(self.fresh("fSlow"), "real")
+            self.emit("control", Let(v, Load(slot, "real")))
+            return v
+        if op == "fconst":
+            if s.attr[1] == "fSamplingFreq":
+                return Load("fSamplingFreq", "int") if nature == "int" else \
+                    self.bind(s, Cast("real", Load("fSamplingFreq", "int")), "const")
+            raise FaustTypeError(f"unknown foreign constant '{s.attr[1]}'")
+        if op == "fvar":
+            if s.attr[1] == "count":
+                return self.bind(s, Var("count", "int") if nature == "int" else Cast("real", Var("count", "int")), "control")
+            raise FaustTypeError(f"unknown foreign variable '{s.attr[1]}'")
+        if op == "prim":
+            return self._prim(s, rate)
+        if op == "ffun":
+            f = s.attr
+            fname = f.names[0] if self.prog.real == "float" or len(f.names) < 2 else f.names[1]
+            args = tuple(self.arg(a, "int" if ty == "int" else "real") for a, ty in zip(s.args, f.arg_types))
+            return self.bind(s, Call(fname, args, nature), rate)
+        if op == "delay":
+            return self._delay(s)
+        if op == "proj":
+            return self._proj(s)
+        if op == "prefix":
+            return self._prefix(s)
+        if op == "rdtable":
+            return self._rdtable(s, rate)
+        if op == "rwtable":
+            return self._rwtable(s)
+        if op == "waveform":
+            return self._waveform(s)
+        if op == "bargraph":
+            e = self.arg(s.args[0], "real")
+            slot = self._param_slot(s)
+            self.sample.append(Store(slot, e))
+            return e
+        raise FaustTypeError(f"cannot schedule signal '{op}'")
+
+    def _param_slot(self, s: Sig) -> str:
+        for name, c in self.prog.params + self.prog.bargraphs:
+            if c == s.attr:
+                return name
+        if not self.main:
+            raise FaustTypeError("a table's content must be computable at init: it cannot depend on a widget")
+        name = f"fParam{len(self.prog.params) + len(self.prog.bargraphs)}"
+        self.prog.slots.append(Slot(name, "real", 1, "param"))
+        (self.prog.bargraphs if s.op == "bargraph" else self.prog.params).append((name, s.attr))
+        return name
+
+    def _prim(self, s: Sig, rate: str):
+        name = s.attr
+        p = PRIMITIVES[name]
+        nature = self.t.nature[s]
+        if name == "attach":
+            self.compile(s.args[1])
+            return self.compile(s.args[0])
+        if name == "control":
+            return self.compile(s.args[0])
+        if name in ("lowest", "highest"):
+            lo, hi = self.t.interval[s.args[0]]
+            return Const("real", float(lo if name == "lowest" else hi))
+        if name == "assertbounds":
+            return self.compile(s.args[2])
+        if name == "/" and self.t.rate[s.args[1]] != "sample":
+            # x / c runs as x · (1/c), the reciprocal computed at c's rate (Faust does this)
+            recip = B.div(B.const(1.0), s.args[1])
+            a = self.arg(s.args[0], "real")
+            b = self._compile_extra(recip)
+            return self.bind(s, Op("*", (a, b), "real"), rate)
+        conv = p.convert
+        natures = [self.t.nature[a] for a in s.args]
+        if conv == "same":
+            want = ["real" if "real" in natures else "int"] * len(s.args)
+        elif conv == "real":
+            want = ["real"] * len(s.args)
+        elif conv == "int":
+            want = ["int"] * len(s.args)
+        else:
+            want = []
+            for a_nat, c in zip(natures, conv):
+                if c == "same":
+                    others = [n for n, cc in zip(natures, conv) if cc == "same"]
+                    want.append("real" if "real" in others else "int")
+                else:
+                    want.append(c)
+        args = tuple(self.arg(a, w) for a, w in zip(s.args, want))
+        return self.bind(s, Op(name, args, nature), rate)
+
+    def _compile_extra(self, s: Sig):
+        """Compile a node built here (not in the typed program): type it on the fly."""
+        from ..signals.types import infer_types
+
+        if s not in self.t.nature:
+            extra = infer_types([s])
+            for k in ("nature", "rate", "interval"):
+                for n, v in getattr(extra, k).items():
+                    getattr(self.t, k).setdefault(n, v)
+        return self.compile(s)
+
+    # -- delays
+    def _line(self, x: Sig) -> Line:
+        key = x
+        line = self.prog.lines.get((self.prefix, key))
+        if line is None:
+            line = Line(self.fresh("fVec"), self.t.nature[x], 0, self.iota)
+            self.prog.lines[(self.prefix, key)] = line
+        return line
+
+    def _closed(self, x: Sig) -> Sig:
+        """proj(i, recvar v) → proj(i, rec v): the same signal, closed."""
+        if x.op == "proj" and x.args[0].op == "recvar":
+            g = self.t.groups[x.args[0].attr]
+            from ..signals.nodes import proj
+
+            return proj(x.attr, g)
+        return x
+
+    def _delay(self, s: Sig):
+        x, d = s.args
+        x = self._closed(x)
+        lo, hi = self.t.interval[d]
+        if lo < 0:
+            raise FaustTypeError(f"negative delay: the delay amount may be as low as {lo:g}")
+        if math.isinf(hi) or hi > 2**24:
+            raise FaustTypeError("cannot bound the delay: the delay amount has no known maximum "
+                                 "(use a constant, a slider, or min(d, N))")
+        maxd = int(hi)
+        if x not in self.t.nature:
+            self._compile_extra(x)
+        line = self._line(x)
+        line.max_delay = max(line.max_delay, maxd)
+        d_e = self.arg(d, "int")
+        if not (isinstance(d_e, Const) and d_e.value == 1):
+            line.max_delay = max(line.max_delay, 2)  # variable or long delays use a ring buffer
+        if lo < 1:
+            self._ensure_written(x, line)
+        else:
+            self.pending.append((x, line))
+        return self.bind(s, LineRead(line.name, d_e, line.nature), "sample", "fTemp")
+
+    def _ensure_written(self, x: Sig, line: Line):
+        if line.name in self.written:
+            return
+        e = self.compile(x)
+        if line.name in self.written:
+            return
+        self.written.add(line.name)
+        self.sample.append(LineWrite(line.name, e))
+        self.post.append(LineCommit(line.name, e))
+
+    # -- recursion
+    def _proj(self, s: Sig):
+        s = self._closed(s)
+        g = s.args[0]
+        vals = self.done_groups.get(g)
+        if vals is None:
+            if g in self.busy:
+                raise FaustTypeError("recursion without delay: a recursive definition uses its own "
+                                     "current value (each ~ adds one sample of delay; check the loop)")
+            self.busy.add(g)
+            try:
+                exprs = [self.compile(b) for b in g.args]
+            finally:
+                self.busy.discard(g)
+            vals = []
+            for i, (b, e) in enumerate(zip(g.args, exprs)):
+                nat = self.t.nature[self._proj_node(g, i)]
+                e = self.conv(e, self.t.nature[b], nat)
+                v = Var(self.fresh(f"{g.attr}_"), nat)
+                self.sample.append(Let(v, e))
+                vals.append(v)
+            self.done_groups[g] = vals
+        return vals[s.attr]
+
+    def _proj_node(self, g, i):
+        from ..signals.nodes import proj
+
+        p = proj(i, g)
+        if p not in self.t.nature:
+            self._compile_extra(p)
+        return p
+
+    def _prefix(self, s: Sig):
+        init, x = s.args
+        nature = self.t.nature[s]
+        state = self.new_slot("fPrefix", nature)
+        started = self.new_slot("iPrefixOn", "int")
+        i_e = self.arg(init, nature)
+        out = self.bind(s, Op("select2", (Load(started, "int"), i_e, Load(state, nature)), nature), "sample")
+        self.pending.append(("prefix", x, state, started, nature))
+        return out
+
+    # -- tables
+    def _fill(self, gen: Sig, size: int, nature: str, base: str) -> str:
+        slot = self.new_slot(base, nature, size, "table")
+        sub = _Scheduler(self.prog, self.t, f"{self.prefix}g{self.counter}_", main=False)
+        self.counter += 1
+        v = sub.compile(gen)
+        v = sub.conv(v, self.t.nature[gen], nature)
+        sub.drain()
+        self.prog.init.append(Fill(slot, size, sub.sample, sub.post, v, sub.own_slots, sub.iota))
+        return slot
+
+    def _clamp(self, idx: Sig, size: int):
+        i = self.arg(idx, "int")
+        return Op("max", (Op("min", (i, Const("int", size - 1)), "int"), Const("int", 0)), "int")
+
+    def _rdtable(self, s: Sig, rate: str):
+        size = s.attr
+        gen, idx = s.args
+        nature = self.t.nature[s]
+        key = ("table", gen, size)
+        slot = self.memo.get(key)
+        if slot is None:
+            slot = self._fill(gen, size, nature, "ftbl")
+            self.memo[key] = slot
+        return self.bind(s, LoadAt(slot, self._clamp(idx, size), nature), rate)
+
+    def _rwtable(self, s: Sig):
+        size = s.attr
+        gen, widx, wsig, ridx = s.args
+        nature = self.t.nature[s]
+        slot = self._fill(gen, size, nature, "itbl" if nature == "int" else "ftbl")
+        w = self._clamp(widx, size)
+        v = self.arg(wsig, nature)
+        self.sample.append(StoreAt(slot, w, v))  # a read sees the write of the same sample
+        return self.bind(s, LoadAt(slot, self._clamp(ridx, size), nature), "sample")
+
+    def _waveform(self, s: Sig):
+        values = list(s.attr)
+        nature = self.t.nature[s]
+        table = self.new_slot("fWave", nature, len(values), "table", init=values)
+        idx = self.new_slot("iWave", "int")
+        out = self.bind(s, LoadAt(table, Load(idx, "int"), nature), "sample")
+        nxt = Op("%", (Op("+", (Load(idx, "int"), Const("int", 1)), "int"), Const("int", len(values))), "int")
+        self.post.append(Store(idx, nxt))
+        return out
+
+    # -- finishing the loop
+    def drain(self):
+        """Compile what delay reads and prefixes left pending, then end the sample."""
+        while self.pending:
+            item = self.pending.pop(0)
+            if item[0] == "prefix":
+                _, x, state, started, nature = item
+                e = self.arg(x, nature)
+                self.post.append(Store(state, e))
+                self.post.append(Store(started, Const("int", 1)))
+            else:
+                x, line = item
+                self._ensure_written(x, line)
+        self.post.append(Store(self.iota, Op("+", (Load(self.iota, "int"), Const("int", 1)), "int")))
+
+
+@dataclass(frozen=True)
+class LineRead:
+    """Value of delay line `line`, `delay` samples back."""
+
+    line: str
+    delay: object
+    nature: str
+
+
+def schedule(outputs, types: Types, inputs: int, double: bool = False) -> Program:
+    """The scheduling pass: typed output signals → Program."""
+    prog = Program(inputs=inputs, outputs=len(outputs), real="double" if double else "float")
+    prog.slots.append(Slot("fSamplingFreq", "int", 1, "sr"))
+    # widgets first, in UI order, so parameter slots have stable indices
+    from ..signals.nodes import walk
+
+    controls = sorted({n for n in walk(outputs) if n.op == "control"}, key=lambda n: n.attr.path.split("/"))
+    sch = _Scheduler(prog, types, "", main=True)
+    for c in controls:
+        sch._param_slot(c)
+    outs = []
+    for s in outputs:
+        e = sch.compile(s)
+        outs.append(sch.conv(e, types.nature[s], "real"))
+    sch.drain()
+    for i, e in enumerate(outs):
+        sch.sample.append(Output(i, e))
+    prog.sample = sch.sample
+    prog.post = sch.post
+    prog.finalize()
+    return prog

@@ -1,0 +1,196 @@
+"""Signal types: nature (int/real), rate (const/control/sample) and interval.
+
+`infer_types(roots)` is the typing pass: it returns a `Types` table for every
+node reachable from `roots`.  Natures follow Faust (FAUST-SEMANTICS.md):
+`/` is real, comparisons are int, `+ - * %` are int on ints...  A recursive
+group's natures are a fixpoint starting from int: a projection becomes real
+as soon as its body is real.
+
+Rates: 'const' (known at init: literals, fSamplingFreq and what depends only
+on them), 'control' (also depends on widgets: computed once per block),
+'sample' (computed every sample).
+
+Intervals (lo, hi) are conservative bounds used to size delay lines.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..errors import FaustTypeError
+from ..primitives.table import PRIMITIVES, same_nature, INF
+from .nodes import Sig, walk
+
+RATES = ("const", "control", "sample")
+
+
+def _max_rate(*rs):
+    return max(rs, key=RATES.index) if rs else "const"
+
+
+def local_nature(s: Sig, nature_of):
+    """Nature of `s` from its children's natures (None = unknown: inside a recursion being built)."""
+    op = s.op
+    if op == "const":
+        return s.attr[0]
+    if op in ("input", "control", "bargraph"):
+        return "real"
+    if op in ("fconst", "fvar"):
+        return "int" if s.attr[0] == "int" else "real"
+    if op == "ffun":
+        return "int" if s.attr.result_type == "int" else "real"
+    if op == "prim":
+        ns = [nature_of(a) for a in s.args]
+        p = PRIMITIVES[s.attr]
+        if None in ns:
+            try:
+                r = p.nature(*[n or "int" for n in ns])
+                r2 = p.nature(*[n or "real" for n in ns])
+            except TypeError:
+                return None
+            return r if r == r2 else None
+        return p.nature(*ns)
+    if op == "delay":
+        return nature_of(s.args[0])
+    if op == "prefix":
+        a, b = nature_of(s.args[0]), nature_of(s.args[1])
+        return None if None in (a, b) else same_nature(a, b)
+    if op == "rdtable":
+        return nature_of(s.args[0])
+    if op == "rwtable":
+        a, b = nature_of(s.args[0]), nature_of(s.args[2])
+        return None if None in (a, b) else same_nature(a, b)
+    if op == "waveform":
+        return "int" if all(isinstance(v, int) for v in s.attr) else "real"
+    if op == "proj":
+        g = s.args[0]
+        if g.op == "recvar":
+            return None
+        return group_natures(g)[s.attr]
+    raise FaustTypeError(f"cannot type signal '{op}'")
+
+
+def group_natures(group: Sig, outer: dict | None = None) -> tuple:
+    """Natures of the outputs of rec `group`: fixpoint from all-int."""
+    var = group.attr
+    env = dict(outer or {})
+    assumed = ["int"] * len(group.args)
+    for _ in range(len(group.args) + 2):
+        env[var] = tuple(assumed)
+        memo: dict = {}
+        new = [_nature_in(b, env, memo) for b in group.args]
+        new = ["real" if (a == "real" or n == "real") else "int" for a, n in zip(assumed, new)]
+        if new == assumed:
+            break
+        assumed = new
+    return tuple(assumed)
+
+
+def _nature_in(s: Sig, env: dict, memo: dict):
+    r = memo.get(s)
+    if r is not None:
+        return r
+    for n in walk([s]):
+        if n in memo:
+            continue
+        if n.op == "proj" and n.args[0].op == "recvar":
+            v = n.args[0].attr
+            r = env[v][n.attr] if v in env else "real"
+        elif n.op == "proj" and n.args[0].op == "rec":
+            g = n.args[0]
+            key = ("group", g)
+            if key not in memo:
+                memo[key] = env[g.attr] if g.attr in env else group_natures(g, env)
+            r = memo[key][n.attr]
+        elif n.op in ("recvar", "rec"):
+            r = "int"
+        else:
+            r = local_nature(n, lambda a: memo[a])
+        memo[n] = r
+    return memo[s]
+
+
+@dataclass
+class Types:
+    """Types of the signals reachable from the program's outputs."""
+
+    nature: dict = field(default_factory=dict)
+    rate: dict = field(default_factory=dict)
+    interval: dict = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)  # var -> rec node
+
+    def is_int(self, s: Sig) -> bool:
+        return self.nature[s] == "int"
+
+
+def infer_types(roots) -> Types:
+    """The typing pass over every node reachable from `roots`."""
+    t = Types()
+    order = walk(roots)
+    # recursion groups by name (recvar references resolve to these)
+    for n in order:
+        if n.op == "rec":
+            t.groups[n.attr] = n
+    memo: dict = {}
+    env: dict = {}
+    for n in reversed(order):  # enclosing groups before the groups nested in them
+        if n.op == "rec":
+            env[n.attr] = group_natures(n, env)
+    for n in order:
+        t.nature[n] = _nature_in(n, env, memo)
+    for n in order:
+        t.rate[n] = _rate(n, t)
+        t.interval[n] = _interval(n, t)
+    return t
+
+
+def _rate(n: Sig, t: Types) -> str:
+    op = n.op
+    if op in ("const", "fconst"):
+        return "const"
+    if op in ("control", "fvar"):
+        return "control"
+    if op in ("prim", "ffun"):
+        if op == "ffun" and not n.args:
+            return "control"
+        return _max_rate(*(t.rate[a] for a in n.args))
+    if op == "rdtable":
+        return _max_rate("const", t.rate[n.args[1]])
+    if op in ("recvar", "rec"):
+        return "sample"
+    return "sample"
+
+
+def _interval(n: Sig, t: Types):
+    op = n.op
+    if op == "const":
+        v = float(n.attr[1])
+        return (v, v)
+    if op == "control":
+        c = n.attr
+        if c.kind in ("button", "checkbox"):
+            return (0.0, 1.0)
+        return (min(c.min, c.max), max(c.min, c.max))
+    if op == "fconst":
+        if n.attr[1] == "fSamplingFreq":
+            return (1.0, 192000.0 * 16)
+        return (-INF, INF)
+    if op == "prim":
+        p = PRIMITIVES[n.attr]
+        if p.interval is None:
+            return (-INF, INF)
+        try:
+            lo, hi = p.interval(*(t.interval[a] for a in n.args))
+        except (OverflowError, ValueError, ZeroDivisionError):
+            return (-INF, INF)
+        if math.isnan(lo) or math.isnan(hi):
+            return (-INF, INF)
+        return (lo, hi)
+    if op == "delay":
+        lo, hi = t.interval[n.args[0]]
+        return (min(lo, 0.0), max(hi, 0.0))
+    if op == "waveform":
+        vals = [float(v) for v in n.attr]
+        return (min(vals), max(vals))
+    return (-INF, INF)
