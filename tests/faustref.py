@@ -23,6 +23,8 @@ Conventions (the same as diffaust's ``Dsp.render``):
 * float mode (default) uses ``FAUSTFLOAT=float``: inputs, outputs and controls
   are rounded to float32. ``double=True`` uses ``faust -double`` and
   ``FAUSTFLOAT=double``.
+* ``round(x)`` is added as a Faust definition when the program calls it
+  without defining it (Faust 2.54.9 has no ``round`` primitive): see ``ROUND_SHIM``.
 * ``params`` maps a full path (``/gt/gain``), a MapUI short name or a bare
   label to a value set after ``init(sample_rate)``, before the first sample.
   Controls are read once per ``compute()`` call of ``block_size`` samples.
@@ -39,6 +41,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -295,11 +298,30 @@ def _driver_object(double: bool, opt: str) -> Path:
     return final / "driver.o"
 
 
+# ``round`` is not a primitive of Faust 2.54.9 ("undefined symbol : round"); diffaust
+# implements it as C's round (ties away from zero). For the oracle, a program that
+# calls round() without defining it gets this exact definition appended (x - rint(x)
+# is exact, and x +- 0.5 is exact at a tie).
+# It is written point-free so that round(_) keeps one input (a pattern definition
+# ``round(x) = ... x ... x`` would substitute the box ``_`` several times).
+ROUND_SHIM = ("\nround = _ <: ((_ <: (_ - rint(_))) : abs : ==(0.5)), rint, "
+              "(_ <: (_ + select2(_ < 0, 0.5, -0.5))) : select2;  // added by tests/faustref.py\n")
+_USES_ROUND = re.compile(r"(?<![\w.])round\s*\(")
+_DEFINES_ROUND = re.compile(r"(?m)^\s*round\s*(\(|=)")
+
+
+def with_round_shim(text: str) -> str:
+    """``text`` plus a Faust definition of ``round`` when it calls round() undefined."""
+    if _USES_ROUND.search(text) and not _DEFINES_ROUND.search(text):
+        return text + ROUND_SHIM
+    return text
+
+
 def _as_source(source) -> tuple[str, list[str]]:
     """Source text and -I folders; a Path is read and its folder is searched."""
     if isinstance(source, Path):
-        return source.read_text(), [str(source.resolve().parent)]
-    return source, []
+        return with_round_shim(source.read_text()), [str(source.resolve().parent)]
+    return with_round_shim(source), []
 
 
 def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),

@@ -101,7 +101,11 @@ class _Lower:
         if t is Var:
             return env[e.name]
         if t is Load:
-            return env["slot:" + e.name] if ("slot:" + e.name) in env else self.load_slot(b, e.name, env)
+            a = env.get("alloca:" + e.slot)
+            if a is not None:
+                return b.load(a, typ=self.ty(e.nature))
+            v = env.get("slot:" + e.slot)
+            return v if v is not None else self.load_slot(b, e.slot, env)
         if t is LoadAt:
             idx = self.expr(b, e.index, env)
             return b.load(self.slot_ptr(b, env["state"], e.slot, idx), typ=self.ty(e.nature))

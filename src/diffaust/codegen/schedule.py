@@ -205,6 +205,14 @@ class Program:
         return self._index[name]
 
     def finalize(self):
+        used = {line.iota for line in self.lines.values() if not line.is_scalar}
+        # IOTA advances only where a ring buffer reads it
+        self.post = [st for st in self.post
+                     if not (isinstance(st, Store) and st.slot in self.iotas and st.slot not in used)]
+        for st in self.init:
+            if isinstance(st, Fill):
+                st.post = [p for p in st.post
+                           if not (isinstance(p, Store) and p.slot in self.iotas and p.slot not in used)]
         for line in self.lines.values():
             self.slots.append(Slot(line.name, line.nature, line.size, "line"))
         self._index = {s.name: s for s in self.slots}

@@ -318,7 +318,8 @@ class TablePrinter:
 
     def _emit(self, r: Row) -> None:
         if self.printed % 20 == 0:
-            self.write(self.header())
+            for line in self.header().split("\n"):
+                self.write(line)
         elif r.iteration > self.last_printed + 1:
             self.write(f"{'...':>5}")
         self.write(self.format_row(r))

@@ -1,0 +1,504 @@
+"""The ``diffaust`` command.
+
+    diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm]
+    diffaust render  FILE.dsp [-n N] [--sr 44100] [--input KIND|FILE] [--param NAME=VALUE]...
+                              [-double] [-diff] [-o OUT.npy|OUT.wav]
+    diffaust train   --input FILE --gt FILE --diff FILE [-lf l1|l2] [-lr RATE]
+                     [--iterations N] [--csv loss.csv] [--plot loss.png] | --example NAME
+    diffaust verify  --input FILE --diff FILE [--epsilon 1e-3] [-n 100] [--central] | --example NAME
+    diffaust plot    loss.csv [-o loss.png]
+    diffaust examples
+
+Flags follow Faust's autodiff tools where they have one (single-dash ``-diff``,
+``-double``, ``-lf``, ``-lr``).  A user error (bad program, missing file, bad
+flag value, unknown parameter) prints one line on stderr (plus the source line
+and a caret for an error in a program) and exits with a non-zero status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import math
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import DiffaustError, UsageError
+
+PROG = "diffaust"
+
+
+# ---------------------------------------------------------------- argparse
+class _ArgError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, raised instead of printed."""
+
+    def error(self, message):  # noqa: D401 - argparse API
+        raise _ArgError(message)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
+    return v
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not (v > 0) or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+def _param(text: str) -> tuple:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value in '{text}': '{value}' is not a number") from None
+
+
+def _add_common(p, *, inputs=True):
+    p.add_argument("-double", "--double", action="store_true", help="compute in double precision (float64)")
+    p.add_argument("--sr", type=_positive_int, default=44100, metavar="RATE", help="sample rate (default 44100)")
+    p.add_argument("-I", dest="import_dirs", action="append", default=[], metavar="DIR",
+                   help="add a folder to the library search path (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = _Parser(prog=PROG, allow_abbrev=False,
+                     description="The Faust audio DSP language in Python, made differentiable.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    # compile
+    p = sub.add_parser("compile", allow_abbrev=False, help="print the generated per-sample program",
+                       description="Print the generated per-sample program (a C-like listing of the "
+                                   "compute loop by default) and its parameter/derivative channel table.")
+    p.add_argument("file", metavar="FILE.dsp")
+    p.add_argument("-diff", "--diff", action="store_true", help="differentiate w.r.t. the [diff:1] parameters")
+    p.add_argument("-d", "--details", action="store_true", help="print the differentiation trace")
+    p.add_argument("-lang", "--lang", choices=("c", "llvm"), default="c", help="listing language (default c)")
+    _add_common(p)
+    p.set_defaults(func=cmd_compile)
+
+    # render
+    p = sub.add_parser("render", allow_abbrev=False, help="run a program and write its outputs",
+                       description="Run a program (from a fresh state) and write its outputs, "
+                                   "shape (channels, N); with -diff the derivative channels.")
+    p.add_argument("file", metavar="FILE.dsp")
+    p.add_argument("-n", type=_nonneg_int, default=None, metavar="N",
+                   help="number of samples (default: the input file's length, else one second)")
+    p.add_argument("--input", default="impulse", metavar="SIGNAL",
+                   help="impulse (default), noise, zeros, ones, FILE.npy, FILE.wav or FILE.dsp")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter (label or path) before the first sample; repeatable")
+    p.add_argument("-diff", "--diff", action="store_true", help="output the derivative channels")
+    p.add_argument("-o", "--output", metavar="OUT.npy|OUT.wav", help="write the outputs (.npy or .wav)")
+    p.add_argument("--wav-format", choices=("float32", "pcm16"), default="float32",
+                   help="sample format of a .wav output (default float32)")
+    p.add_argument("--print", dest="print_n", type=_nonneg_int, default=None, metavar="K",
+                   help="print the first K samples of each channel (default 8 without -o)")
+    _add_common(p)
+    p.set_defaults(func=cmd_render)
+
+    # train
+    p = sub.add_parser("train", allow_abbrev=False, help="fit [diff:1] parameters by gradient descent",
+                       description="The seed's per-sample gradient descent: the learnable program "
+                                   "(--diff) is fitted to the ground truth (--gt), both fed by --input.")
+    p.add_argument("--example", metavar="NAME", help="use a bundled example (see 'diffaust examples')")
+    p.add_argument("--input", metavar="FILE",
+                   help="input: a .dsp program (default: the bundled noise.dsp), .npy, .wav, or "
+                        "impulse|noise|zeros|ones")
+    p.add_argument("--gt", metavar="FILE.dsp", help="ground-truth program (hidden parameters)")
+    p.add_argument("--diff", metavar="FILE.dsp", help="learnable program, parameters marked [diff:1]")
+    p.add_argument("-lf", "--lossfunction", choices=("l1", "l2"), default=None,
+                   help="loss function (default l2)")
+    p.add_argument("-lr", "--learningrate", type=_positive_float, default=None, metavar="RATE",
+                   help="learning rate (default 0.1)")
+    p.add_argument("--iterations", type=_nonneg_int, default=None, metavar="N",
+                   help="maximum number of iterations = samples (default 10000)")
+    p.add_argument("--sensitivity", type=float, default=None, metavar="S",
+                   help="no update while the loss is <= S (default 1e-7)")
+    p.add_argument("--patience", type=_nonneg_int, default=20, metavar="K",
+                   help="stop after more than K consecutive iterations with loss <= sensitivity (default 20)")
+    p.add_argument("--no-stop", action="store_true", help="never stop early: run all iterations")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="initial value of a learnable parameter instead of its slider's; repeatable")
+    p.add_argument("--csv", metavar="loss.csv", help="write the history: iteration,loss,<label>_grad,<label>,...")
+    p.add_argument("--plot", metavar="loss.png", help="plot loss and parameter trajectories to a PNG")
+    p.add_argument("--every", type=_positive_int, default=500, metavar="K",
+                   help="after the first rows, print every K-th iteration (default 500; 1: every one)")
+    p.add_argument("--head", type=_nonneg_int, default=20, metavar="N",
+                   help="print the first N iterations (default 20)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    _add_common(p)
+    p.set_defaults(func=cmd_train)
+
+    # verify
+    p = sub.add_parser("verify", allow_abbrev=False, help="check derivatives against finite differences",
+                       description="The seed's verifier: autodiff derivative channels vs finite differences.")
+    p.add_argument("--example", metavar="NAME", help="use a bundled example's diff.dsp and input")
+    p.add_argument("--input", metavar="FILE",
+                   help="input: .dsp (default: the bundled noise.dsp), .npy, .wav, or impulse|noise|zeros|ones")
+    p.add_argument("--diff", metavar="FILE.dsp", help="program with [diff:1] parameters")
+    p.add_argument("--epsilon", "-e", type=_positive_float, default=1e-3, metavar="EPS",
+                   help="parameter perturbation (default 1e-3)")
+    p.add_argument("-n", type=_positive_int, default=100, metavar="N", help="number of samples (default 100)")
+    p.add_argument("--central", action="store_true", help="central differences instead of forward")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="parameter value to differentiate at (default: the slider's init); repeatable")
+    p.add_argument("--tol", type=_positive_float, default=None, metavar="T",
+                   help="exit with status 1 when some |delta| exceeds T")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the per-parameter summary")
+    _add_common(p)
+    p.set_defaults(func=cmd_verify)
+
+    # plot
+    p = sub.add_parser("plot", allow_abbrev=False, help="plot a training CSV",
+                       description="Plot loss (log scale) and parameter trajectories from a training CSV.")
+    p.add_argument("csv", metavar="loss.csv")
+    p.add_argument("-o", "--output", metavar="loss.png", help="output PNG (default: the CSV name with .png)")
+    p.set_defaults(func=cmd_plot)
+
+    # examples
+    p = sub.add_parser("examples", allow_abbrev=False, help="list the bundled examples")
+    p.add_argument("--path", action="store_true", help="print the examples folder and exit")
+    p.set_defaults(func=cmd_examples)
+    return parser
+
+
+# ----------------------------------------------------------------- helpers
+def _runtime():
+    from . import runtime
+
+    if not hasattr(runtime, "compile"):
+        raise UsageError("the compiler is not available in this build (diffaust.runtime.compile is missing)")
+    return runtime
+
+
+def _compile(path: str, args, **kw):
+    from .audio import _check_file
+
+    _check_file(path)
+    rt = _runtime()
+    return rt.compile(path, double=args.double, sample_rate=args.sr, import_dirs=tuple(args.import_dirs), **kw)
+
+
+def _accepts_kw(fn, name: str) -> bool:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    return name in sig.parameters or any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def _check_params(dsp, params: Sequence[tuple], what: str = "") -> dict:
+    """{name: value} from --param pairs, every name checked against the program's controls."""
+    known = {}
+    for p in dsp.params:
+        known.setdefault(p.label, p)
+        known.setdefault(p.path, p)
+        known.setdefault(p.path.rsplit("/", 1)[-1], p)
+    out = {}
+    for name, value in params:
+        if name not in known:
+            labels = ", ".join(p.label for p in dsp.params) or "none"
+            raise UsageError(f"unknown parameter '{name}'{what} (the program's parameters: {labels})")
+        out[known[name].path] = value
+    return out
+
+
+def _default_input() -> str:
+    from .examples import EXAMPLES_DIR
+
+    return str(EXAMPLES_DIR / "noise.dsp")
+
+
+def _input_length(spec: str) -> Optional[int]:
+    from .audio import read_npy, read_wav
+
+    low = spec.lower()
+    if low.endswith(".npy"):
+        return read_npy(spec).shape[1]
+    if low.endswith(".wav"):
+        return read_wav(spec)[0].shape[1]
+    return None
+
+
+def _fmt_value(v: float) -> str:
+    return f"{v:.10g}"
+
+
+# ---------------------------------------------------------------- commands
+def cmd_compile(args) -> int:
+    rt = _runtime()
+    kw = {"diff": args.diff}
+    if args.details:
+        if not _accepts_kw(rt.compile, "trace"):
+            raise UsageError("-d (differentiation trace) is not supported by this build")
+        kw["trace"] = True
+    dsp = _compile(args.file, args, **kw)
+    if args.details:
+        trace = getattr(dsp, "trace", None)
+        print(trace if trace else "(no differentiation trace: the program has no [diff:1] parameter"
+              + ("" if args.diff else " or -diff was not given") + ")")
+        print()
+    lister = getattr(rt, "listing", None)
+    text = lister(dsp, lang=args.lang) if lister is not None else dsp.listing(args.lang)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0
+
+
+def cmd_render(args) -> int:
+    from .audio import input_signal, write_npy, write_wav
+
+    dsp = _compile(args.file, args, diff=args.diff)
+    params = _check_params(dsp, args.param)
+    n = args.n
+    if n is None:
+        n = (_input_length(args.input) if dsp.inputs else None) or args.sr
+    x = None
+    if dsp.inputs:
+        x = input_signal(args.input, dsp.inputs, n, sample_rate=args.sr, double=args.double,
+                         import_dirs=args.import_dirs)
+        x = x if args.double else x.astype(np.float32)
+    y = np.asarray(dsp.render(x, n=n, params=params))
+    names = list(dsp.derivative_names) if args.diff else [f"out{i}" for i in range(y.shape[0])]
+    out = args.output
+    if out:
+        low = out.lower()
+        if low.endswith(".npy"):
+            write_npy(out, y.astype(np.float64 if args.double else np.float32))
+        elif low.endswith(".wav"):
+            write_wav(out, y, args.sr, args.wav_format)
+        else:
+            raise UsageError(f"unknown output type '{out}': use a .npy or .wav file name")
+        print(f"{args.file}: {dsp.inputs} input(s), {y.shape[0]} output channel(s), {n} samples "
+              f"at {args.sr} Hz ({'double' if args.double else 'float'}) -> {out}")
+        if args.diff:
+            print("channels: " + ", ".join(names))
+    k = args.print_n if args.print_n is not None else (0 if out else 8)
+    if k:
+        k = min(k, n)
+        if not out:
+            print(f"{args.file}: {dsp.inputs} input(s), {y.shape[0]} output channel(s), {n} samples "
+                  f"at {args.sr} Hz ({'double' if args.double else 'float'})")
+        width = max([len(s) for s in names] + [4])
+        for name, row in zip(names, y):
+            print(f"{name:>{width}}: " + " ".join(f"{v: .8g}" for v in row[:k]) + (" ..." if n > k else ""))
+    return 0
+
+
+def _resolve_files(args, need_gt: bool):
+    """(input, gt, diff, example) from --example and explicit flags (explicit ones win)."""
+    ex = None
+    inp, gt, diff = args.input, getattr(args, "gt", None), args.diff
+    if args.example:
+        from .examples import get_example
+
+        ex = get_example(args.example)
+        inp = inp or str(ex.input_path)
+        gt = gt or str(ex.gt)
+        diff = diff or str(ex.diff)
+    missing = [flag for flag, v in (("--gt", gt if need_gt else "x"), ("--diff", diff)) if not v]
+    if missing:
+        raise UsageError(f"missing {' and '.join(missing)} (or use --example NAME; see 'diffaust examples')")
+    return inp or _default_input(), gt, diff, ex
+
+
+def _signal_for(spec, channels, n, args):
+    from .audio import input_signal
+
+    x = input_signal(spec, channels, n, sample_rate=args.sr, double=args.double, import_dirs=args.import_dirs)
+    return x if args.double else x.astype(np.float32)
+
+
+def cmd_train(args) -> int:
+    from .train.fit import (DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_SENSITIVITY, TablePrinter, fit)
+
+    inp, gt_path, diff_path, ex = _resolve_files(args, need_gt=True)
+    lr = args.learningrate if args.learningrate is not None else (ex.lr if ex else DEFAULT_LR)
+    loss = args.lossfunction or (ex.loss if ex else "l2")
+    iterations = args.iterations if args.iterations is not None else (ex.iterations if ex else DEFAULT_ITERATIONS)
+    sensitivity = args.sensitivity if args.sensitivity is not None else DEFAULT_SENSITIVITY
+
+    gt = _compile(gt_path, args)
+    learn = _compile(diff_path, args, diff=True)
+    if not learn.diff_params:
+        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
+    init = _check_params(learn, args.param, f" in {diff_path}")
+    if gt.outputs != learn.primal_outputs:
+        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
+                         f"the learnable program {diff_path} has {learn.primal_outputs}")
+    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
+        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
+    channels = gt.inputs or learn.inputs
+    x = _signal_for(inp, channels, iterations, args) if channels else np.zeros((0, iterations))
+    target = np.asarray(gt.render(x if gt.inputs else None, n=iterations), dtype=np.float64)
+
+    out = sys.stdout.write
+    if ex:
+        print(f"Example: {ex.name} ({ex.description})")
+    print(f"Input: {inp}\nGround truth: {gt_path}\nLearnable: {diff_path}")
+    print(f"Loss function: {loss}")
+    print(f"Learning rate: {lr:g}")
+    print(f"Sensitivity: {sensitivity:g}\n")
+    probe = learn.instance(params=init)
+    for p in learn.diff_params:
+        print(f"Learnable parameter: {p.label}, value: {_fmt_value(float(probe.get_param(p.path)))}")
+    print()
+
+    printer = None
+    if not args.quiet:
+        printer = TablePrinter([p.label for p in learn.diff_params], sensitivity,
+                               head=args.head, every=args.every, write=lambda s: out(s + "\n"))
+    hist = fit(learn, target, x if learn.inputs else None, loss=loss, lr=lr, iterations=iterations,
+               sensitivity=sensitivity, patience=None if args.no_stop else args.patience,
+               params=init, callback=printer)
+    if printer is not None:
+        printer.finish()
+        print()
+    if hist.converged:
+        print(f"Converged: {hist.stop_reason}.")
+    else:
+        print(f"{hist.stop_reason[0].upper()}{hist.stop_reason[1:]}.")
+    print(f"Iterations: {hist.iterations}, final loss: {hist.final_loss:.3e}")
+    for label, value in hist.final_values.items():
+        line = f"  {label} = {_fmt_value(value)}"
+        if ex and label in ex.hidden:
+            line += f"   (hidden: {ex.hidden[label]:g}, error: {abs(value - ex.hidden[label]):.1e})"
+        print(line)
+    if args.csv:
+        hist.write_csv(args.csv)
+        print(f"History written to {args.csv}")
+    if args.plot:
+        from .train.plot import plot_history
+
+        plot_history(hist, args.plot)
+        print(f"Plot written to {args.plot}")
+    return 0 if hist.stop_reason and not hist.stop_reason.startswith("diverged") else 1
+
+
+def cmd_verify(args) -> int:
+    from .verify import print_table, verify
+
+    inp, _gt, diff_path, _ex = _resolve_files(args, need_gt=False)
+    dsp = _compile(diff_path, args, diff=True)
+    if not dsp.diff_params:
+        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to verify")
+    params = _check_params(dsp, args.param)
+    x = _signal_for(inp, dsp.inputs, args.n, args) if dsp.inputs else None
+    v = verify(dsp, x, n=args.n, epsilon=args.epsilon, central=args.central, params=params)
+    print(f"Input: {inp}\nDifferentiable: {diff_path}")
+    print(f"Epsilon: {args.epsilon:g} ({'central' if args.central else 'forward'} differences, "
+          f"{'double' if args.double else 'float'})")
+    print("Parameters: " + ", ".join(f"{k} = {_fmt_value(val)}" for k, val in v.params.items()) + "\n")
+    if args.quiet:
+        lines = []
+        print_table(v, write=lines.append)
+        start = next((i for i, s in enumerate(lines) if s.startswith("Parameter: ")), len(lines))
+        print("\n".join(lines[start:]))
+    else:
+        print_table(v)
+    if args.tol is not None and v.max_delta > args.tol:
+        print(f"diffaust: error: max |delta| {v.max_delta:.3e} exceeds --tol {args.tol:g}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .train.fit import History
+    from .train.plot import plot_history
+
+    hist = History.read_csv(args.csv)
+    out = args.output or (os.path.splitext(args.csv)[0] + ".png")
+    plot_history(hist, out)
+    print(f"Plot written to {out}")
+    return 0
+
+
+def cmd_examples(args) -> int:
+    from .examples import EXAMPLES, EXAMPLES_DIR, INPUTS
+
+    if args.path:
+        print(EXAMPLES_DIR)
+        return 0
+    width = max(len(n) for n in EXAMPLES)
+    print("Examples (diffaust train --example NAME, diffaust verify --example NAME):")
+    for name, ex in EXAMPLES.items():
+        print(f"  {name:<{width}}  {ex.description}")
+    print(f"\nInput programs (in {EXAMPLES_DIR}):")
+    for name, what in INPUTS.items():
+        print(f"  {name:<{width}}  {what}")
+    return 0
+
+
+# -------------------------------------------------------------------- main
+def _format_error(e: DiffaustError) -> str:
+    text = e.format() if e.location() else str(e)
+    if not e.location():
+        text = f"{PROG}: {text}"
+    return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``diffaust`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _ArgError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
+    try:
+        return int(args.func(args) or 0)
+    except DiffaustError as e:
+        print(_format_error(e), file=sys.stderr)
+        return 1
+    except (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError) as e:
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""The compiler pipeline, as a list of named passes.
+
+  parse_source      .dsp text            → AST            (syntax.parser)
+  evaluate_ast      AST                  → box            (boxes.evaluate)
+  propagate_box     box                  → signals        (signals.propagate)
+  differentiate     signals              → signals + tangents   (autodiff.jvp, with -diff)
+  infer_types       signals              → typed signals  (signals.types)
+  schedule_program  typed signals        → scheduled IR   (codegen.schedule)
+  generate_llvm     scheduled IR         → LLVM IR        (codegen.llvm)
+
+`run_pipeline(source, options)` runs them and returns every stage's result in a
+`Stages` record, so `--dump` can print any of them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..errors import DiffaustError
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """How to compile: precision, derivatives, library search, sample rate."""
+
+    double: bool = False
+    diff: bool = False
+    import_dirs: tuple = ()
+    bundled_only: bool = False
+    trace: bool = False
+
+
+@dataclass
+class Stages:
+    source: str
+    filename: str
+    ast: object = None
+    box: object = None
+    metadata: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)        # primal output signals
+    diff_params: list = field(default_factory=list)    # control signals, UI order
+    tangents: list = field(default_factory=list)       # [output][param]
+    signals: list = field(default_factory=list)        # what is compiled: primal then tangents
+    types: object = None
+    program: object = None
+    trace: list = field(default_factory=list)
+    inputs: int = 0
+    name: str = "dsp"
+
+
+def parse_source(st: Stages, opts: CompileOptions):
+    from ..syntax.parser import parse
+
+    st.ast = parse(st.source, st.filename)
+
+
+def evaluate_ast(st: Stages, opts: CompileOptions):
+    from ..boxes.evaluate import EvalOptions, evaluate_program
+
+    file_dir = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
+    eo = EvalOptions(import_dirs=tuple(opts.import_dirs), file_dir=file_dir, double=opts.double,
+                     bundled_only=opts.bundled_only)
+    res = evaluate_program(st.ast, options=eo)
+    st.box = res.process
+    st.metadata = list(res.metadata)
+    st.files = list(res.files)
+    for k, v in st.metadata:
+        if k == "name" and v:
+            st.name = v.strip('"')
+
+
+def propagate_box(st: Stages, opts: CompileOptions):
+    from ..boxes.box import arity
+    from ..signals.propagate import propagate_program
+
+    st.inputs, _ = arity(st.box)
+    st.outputs = list(propagate_program(st.box, st.name))
+
+
+def differentiate(st: Stages, opts: CompileOptions):
+    from ..autodiff.jvp import diff_variables, jvp_program
+
+    st.signals = list(st.outputs)
+    if not opts.diff:
+        return
+    st.diff_params = diff_variables(st.outputs)
+    trace = st.trace if opts.trace else None
+    st.tangents = jvp_program(st.outputs, st.diff_params, trace)
+    for row in st.tangents:
+        st.signals.extend(row)
+
+
+def infer_types(st: Stages, opts: CompileOptions):
+    from ..signals.types import infer_types as infer
+
+    st.types = infer(st.signals)
+
+
+def schedule_program(st: Stages, opts: CompileOptions):
+    from ..codegen.schedule import schedule
+
+    st.program = schedule(st.signals, st.types, st.inputs, opts.double)
+
+
+PASSES = [parse_source, evaluate_ast, propagate_box, differentiate, infer_types, schedule_program]
+
+
+def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Optional[str] = None) -> Stages:
+    """Run the passes in order (up to and including `until`)."""
+    st = Stages(source=source, filename=filename)
+    if not filename.startswith("<"):
+        st.name = os.path.splitext(os.path.basename(filename))[0]
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 20000))
+    try:
+        for p in PASSES:
+            p(st, opts)
+            if until == p.__name__:
+                break
+    except RecursionError:
+        raise DiffaustError(f"{filename}: program too deeply nested to compile") from None
+    finally:
+        sys.setrecursionlimit(old)
+    return st
