@@ -236,7 +236,7 @@ class Evaluator:
         main_file = os.path.abspath(program.file) if program.file and os.path.isfile(program.file) else None
         if main_file:
             seen.add(main_file)
-        self._expand(program, file_dir, entries, seen, declares, top=True)
+        self._expand(program.statements, program.file, file_dir, entries, seen, declares)
         return DefEnv(None, self._group(entries, top=True), origin=program.file)
 
     def active(self, st) -> bool:
@@ -244,8 +244,8 @@ class Evaluator:
         ps = getattr(st, "precisions", ())
         return not ps or (self.precision + "precision") in ps
 
-    def _expand(self, program, file_dir, entries, seen, declares, top):
-        for st in program.statements:
+    def _expand(self, statements, file, file_dir, entries, seen, declares):
+        for st in statements:
             if not self.active(st):
                 continue
             if isinstance(st, A.Import):
@@ -254,9 +254,9 @@ class Evaluator:
                     continue
                 seen.add(path)
                 sub = self.load(path)
-                self._expand(sub, os.path.dirname(path), entries, seen, None, top=False)
+                self._expand(sub.statements, sub.file, os.path.dirname(path), entries, seen, None)
             elif isinstance(st, A.Definition):
-                entries.append((st, program.file))
+                entries.append((st, file))
             elif isinstance(st, A.Declare):
                 if declares is not None:
                     key = f"{st.target}:{st.key}" if st.target else st.key
@@ -278,6 +278,12 @@ class Evaluator:
             groups.setdefault(d.name, []).append((d, f))
         defs = {}
         for name, items in groups.items():
+            # the same definition met twice (libraries importing each other) is one definition
+            unique = []
+            for d, f in items:
+                if not any(d.params == u.params and d.body == u.body for u, _ in unique):
+                    unique.append((d, f))
+            items = unique
             first, ffile = items[0]
             for d, f in items[1:]:
                 if f != ffile:
@@ -342,7 +348,13 @@ class Evaluator:
         key = (id(defs_node), env)
         e = self.defenvs.get(key)
         if e is None:
-            entries = [(d, None) for d in defs_node if isinstance(d, A.Definition)]
+            entries: list = []
+            if any(isinstance(d, A.Import) for d in defs_node):
+                # an environment { } may import files into its own scope
+                first = next(iter(defs_node))
+                self._expand(defs_node, None, self._dir_of(first, env), entries, set(), None)
+            else:
+                entries = [(d, None) for d in defs_node if isinstance(d, A.Definition)]
             e = DefEnv(env, self._group(entries))
             self.defenvs[key] = e
         return e

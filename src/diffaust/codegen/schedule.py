@@ -382,7 +382,9 @@ class _Scheduler:
             return Const("real", float(lo if name == "lowest" else hi))
         if name == "assertbounds":
             return self.compile(s.args[2])
-        if name == "/" and self.t.rate[s.args[1]] != "sample":
+        num, den = (s.args + (None, None))[:2]
+        if name == "/" and (den.op == "const" or self.t.rate[den] == "control") \
+                and not (num.op == "const" and num.attr[1] == 1):
             # x / c runs as x · (1/c), the reciprocal computed at c's rate (Faust does this)
             recip = B.div(B.const(1.0), s.args[1])
             a = self.arg(s.args[0], "real")
@@ -409,6 +411,10 @@ class _Scheduler:
 
     def _compile_extra(self, s: Sig):
         """Compile a node built here (not in the typed program): type it on the fly."""
+        self._type_extra(s)
+        return self.compile(s)
+
+    def _type_extra(self, s: Sig):
         from ..signals.types import infer_types
 
         if s not in self.t.nature:
@@ -416,7 +422,6 @@ class _Scheduler:
             for k in ("nature", "rate", "interval"):
                 for n, v in getattr(extra, k).items():
                     getattr(self.t, k).setdefault(n, v)
-        return self.compile(s)
 
     # -- delays
     def _line(self, x: Sig) -> Line:
@@ -425,6 +430,7 @@ class _Scheduler:
         if line is None:
             line = Line(self.fresh("fVec"), self.t.nature[x], 0, self.iota)
             self.prog.lines[(self.prefix, key)] = line
+            self.own_slots.append(line.name)
         return line
 
     def _closed(self, x: Sig) -> Sig:
@@ -446,8 +452,7 @@ class _Scheduler:
             raise FaustTypeError("cannot bound the delay: the delay amount has no known maximum "
                                  "(use a constant, a slider, or min(d, N))")
         maxd = int(hi)
-        if x not in self.t.nature:
-            self._compile_extra(x)
+        self._type_extra(x)
         line = self._line(x)
         line.max_delay = max(line.max_delay, maxd)
         d_e = self.arg(d, "int")
@@ -497,8 +502,7 @@ class _Scheduler:
         from ..signals.nodes import proj
 
         p = proj(i, g)
-        if p not in self.t.nature:
-            self._compile_extra(p)
+        self._type_extra(p)
         return p
 
     def _prefix(self, s: Sig):

@@ -1,0 +1,221 @@
+"""interp: a plain Python interpreter of the scheduled program — slow and obviously correct.
+
+Used by the tests to cross-check the LLVM backend.  Arithmetic is done on
+NumPy scalars of the program's precision (float32 or float64) and int32,
+with the same conversions and primitive semantics the LLVM lowering uses.
+
+    run(program, x, n, params, sample_rate) -> ndarray (outputs, n)
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import DiffaustError
+from ..primitives.table import PRIMITIVES
+from .schedule import (
+    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Output, Program, Store, StoreAt, Var,
+)
+
+I32 = np.int32
+
+
+def _wrap(v) -> np.int32:
+    v = int(v) & 0xFFFFFFFF
+    return I32(v - (1 << 32) if v & 0x80000000 else v)
+
+
+class _Machine:
+    def __init__(self, prog: Program, sample_rate: int):
+        self.prog = prog
+        self.R = np.float64 if prog.real == "double" else np.float32
+        self.mem: dict = {}
+        for s in prog.slots:
+            dt = I32 if s.nature == "int" else self.R
+            self.mem[s.name] = np.zeros(s.size, dtype=dt)
+            if s.init is not None:
+                self.mem[s.name][:] = s.init
+        self.mem["fSamplingFreq"][0] = sample_rate
+        self.lines = {line.name: line for line in prog.lines.values()}
+
+    # -- expressions
+    def ev(self, e, env):
+        t = type(e)
+        if t is Const:
+            return I32(e.value) if e.nature == "int" else self.R(e.value)
+        if t is Var:
+            return env[e.name]
+        if t is Load:
+            return self.mem[e.slot][0]
+        if t is LoadAt:
+            return self.mem[e.slot][int(self.ev(e.index, env))]
+        if t is Input:
+            return self.R(env["x"][e.index][env["i"]])
+        if t is Cast:
+            v = self.ev(e.expr, env)
+            return self.R(v) if e.nature == "real" else self.to_int(v)
+        if t is Op:
+            return self.op(e, [self.ev(a, env) for a in e.args])
+        if t is LineRead:
+            line = self.lines[e.line]
+            buf = self.mem[e.line]
+            if line.is_scalar:
+                return buf[0]
+            d = int(self.ev(e.delay, env))
+            return buf[(int(self.mem[line.iota][0]) - d) & line.mask]
+        if t is Call:
+            args = [float(self.ev(a, env)) for a in e.args]
+            fn = getattr(math, e.fname.rstrip("f"), None) or getattr(math, e.fname, None)
+            if fn is None:
+                raise DiffaustError(f"interp: unknown foreign function {e.fname}")
+            r = fn(*args)
+            return I32(r) if e.nature == "int" else self.R(r)
+        raise DiffaustError(f"interp: cannot evaluate {t.__name__}")
+
+    def to_int(self, v) -> np.int32:
+        f = float(v)
+        if math.isnan(f):
+            return I32(0)
+        if f >= 2**31:
+            return I32(2**31 - 1)
+        if f < -(2**31):
+            return I32(-(2**31))
+        return I32(int(f))
+
+    def op(self, e: Op, a):
+        name = e.name
+        p = PRIMITIVES[name]
+        kind = p.code[0]
+        is_int = all(isinstance(v, np.int32) for v in a)
+        R = self.R
+        with np.errstate(all="ignore"):
+            if kind == "binop":
+                x, y = a
+                if is_int:
+                    xi, yi = int(x), int(y)
+                    if name == "+":
+                        return _wrap(xi + yi)
+                    if name == "-":
+                        return _wrap(xi - yi)
+                    if name == "*":
+                        return _wrap(xi * yi)
+                    if name == "%":
+                        return I32(0) if yi in (0, -1) else _wrap(int(math.fmod(xi, yi)))
+                    if name == "&":
+                        return _wrap(xi & yi)
+                    if name == "|":
+                        return _wrap(xi | yi)
+                    if name == "xor":
+                        return _wrap(xi ^ yi)
+                    if name == "<<":
+                        return _wrap(xi << (yi & 31))
+                    if name == ">>":
+                        return _wrap(xi >> (yi & 31))
+                if name == "+":
+                    return R(x + y)
+                if name == "-":
+                    return R(x - y)
+                if name == "*":
+                    return R(x * y)
+                if name == "/":
+                    return R(R(x) / R(y))
+                if name == "%":
+                    return R(np.fmod(R(x), R(y)))
+                raise DiffaustError(f"interp: {name} on reals")
+            if kind == "cmp":
+                x, y = a
+                return I32({"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y, "==": x == y, "!=": x != y}[name])
+            if kind in ("libm", "intrinsic"):
+                fn = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
+                      "atan": np.arctan, "exp": np.exp, "log": np.log, "log10": np.log10, "sqrt": np.sqrt,
+                      "floor": np.floor, "ceil": np.ceil, "rint": np.rint, "atan2": np.arctan2,
+                      "pow": np.power, "fmod": np.fmod, "remainder": lambda u, v: R(_remainder(u, v)),
+                      "round": lambda u: R(_round(u))}[p.code[1]]
+                return R(fn(*[R(v) for v in a]))
+            if name == "abs":
+                return _wrap(abs(int(a[0]))) if is_int else R(abs(a[0]))
+            if name == "min":
+                return a[1] if a[1] < a[0] else a[0]
+            if name == "max":
+                return a[1] if a[0] < a[1] else a[0]
+            if name == "int":
+                return a[0] if isinstance(a[0], np.int32) else self.to_int(a[0])
+            if name == "float":
+                return R(a[0])
+            if name == "select2":
+                return a[2] if int(a[0]) != 0 else a[1]
+            if name == "select3":
+                s = int(a[0])
+                return a[1] if s == 0 else (a[2] if s == 1 else a[3])
+        raise DiffaustError(f"interp: primitive '{name}' has no evaluation")
+
+    # -- statements
+    def run(self, stmts, env):
+        for st in stmts:
+            t = type(st)
+            if t is Let:
+                env[st.var.name] = self.ev(st.expr, env)
+            elif t is Store:
+                self.mem[st.slot][0] = self.ev(st.expr, env)
+            elif t is StoreAt:
+                idx = int(self.ev(st.index, env))
+                self.mem[st.slot][idx] = self.ev(st.expr, env)
+            elif t is LineWrite:
+                line = self.lines[st.line]
+                if not line.is_scalar:
+                    self.mem[st.line][int(self.mem[line.iota][0]) & line.mask] = self.ev(st.expr, env)
+            elif t is LineCommit:
+                if self.lines[st.line].is_scalar:
+                    self.mem[st.line][0] = self.ev(st.expr, env)
+            elif t is Output:
+                env["y"][st.index][env["i"]] = self.ev(st.expr, env)
+            elif t is Fill:
+                for name in st.clear:
+                    self.mem[name][:] = 0
+                sub = dict(env)
+                for i in range(st.size):
+                    sub["i"] = i
+                    self.run(st.sample, sub)
+                    self.mem[st.slot][i] = self.ev(st.value, sub)
+                    self.run(st.post, sub)
+            else:
+                raise DiffaustError(f"interp: cannot run {t.__name__}")
+
+
+def _remainder(u, v):
+    u, v = float(u), float(v)
+    if v == 0 or math.isinf(u) or math.isnan(u) or math.isnan(v):
+        return float("nan")
+    return math.remainder(u, v)
+
+
+def _round(u):
+    u = float(u)
+    if math.isnan(u) or math.isinf(u):
+        return u
+    return math.copysign(math.floor(abs(u) + 0.5), u)
+
+
+def run(prog: Program, x=None, n: int = 0, params: dict | None = None, sample_rate: int = 44100) -> np.ndarray:
+    """Interpret `prog` for n samples; params maps parameter slot index → value (default init)."""
+    m = _Machine(prog, sample_rate)
+    for k, (slot, c) in enumerate(prog.params):
+        m.mem[slot][0] = c.init
+        if params and k in params:
+            m.mem[slot][0] = params[k]
+    m.run(prog.init, {})
+    R = m.R
+    if x is None:
+        x = np.zeros((prog.inputs, n))
+    x = np.asarray(x, dtype=R)
+    y = np.zeros((prog.outputs, n), dtype=R)
+    env = {"x": x, "y": y, "count": I32(n)}
+    m.run(prog.block, env)
+    for i in range(n):
+        env["i"] = i
+        m.run(prog.sample, env)
+        m.run(prog.post, env)
+    return y
