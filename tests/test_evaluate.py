@@ -152,6 +152,9 @@ def test_pattern_numbers_compare_after_folding_int_and_real_differ():
     # faust: an int pattern does not match a real argument, nor the reverse
     assert number("f(1) = 10; f(n) = 20; process = f(1.0);") == 20
     assert number("f(1.0) = 10; f(n) = 20; process = f(1);") == 20
+    # faust: an exact int division folds to an int (re.zita_rev1 relies on it: fanflip(N/2))
+    assert number("f(4) = 10; f(n) = 20; process = f(8 / 2);") == 10
+    assert number("f(4.0) = 10; f(n) = 20; process = f(8 / 2);") == 20
 
 
 def test_structural_patterns():

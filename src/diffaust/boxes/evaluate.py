@@ -435,7 +435,7 @@ class Evaluator:
         return self.lookup(x.name, env, x.span)
 
     def ev_access(self, x, env):
-        v = self.force(self.eval(x.env, env))
+        v = self.eval(x.env, env)  # a component is accessed, not forced
         if isinstance(v, (EnvValue, Suspended, Closure, PatternMatcher)):
             return self.lookup(x.name, v.env, x.span)
         raise FaustEvalError(

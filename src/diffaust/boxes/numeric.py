@@ -11,6 +11,7 @@ Faust's rules: int op int stays int with 32-bit wrap-around (`+ - * %`, bitwise,
 semantics; Faust 2.54's folder truncates reals here, see FAUST-SEMANTICS.md);
 comparisons give int 0/1; `int()` truncates toward zero; math functions give reals.
 A NaN result is not a number (Faust refuses constant NaNs).
+Measured quirk kept: an exact division of two ints folds to an int (`8/2` is int 4).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ def _c_rem(a: int, b: int) -> int:
 
 
 def _real_div(a, b):
+    # measured (Faust 2.54.9): an exact int division folds to an int (8/2 -> 4, which
+    # matches the pattern f(4)), an inexact one to a real (7/2 -> 3.5)
+    if isinstance(a, int) and isinstance(b, int) and b != 0 and a % b == 0:
+        return wrap32(a // b)
     a, b = float(a), float(b)
     if b == 0.0:
         if a == 0.0:

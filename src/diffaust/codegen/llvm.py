@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import threading
+from typing import Optional
 
 from llvmlite import ir
 
@@ -153,7 +154,7 @@ class _Lower:
                 return b.select(bad, ir.Constant(I32, 0), b.srem(x, safe))
             if opname in ("shl", "ashr"):
                 y = b.and_(y, ir.Constant(I32, 31))
-            return getattr(b, opname)(x, y)
+            return getattr(b, {"and": "and_", "or": "or_"}.get(opname, opname))(x, y)
         if kind == "cmp":
             x, y = args
             if all(n == "int" for n in nats):
@@ -425,15 +426,25 @@ class _Jit:
         mod = self.optimize(module_ir)
         return self.tm.emit_object(mod), str(mod)
 
-    def load(self, obj: bytes, sym: str) -> tuple[int, int]:
-        """Load an object file once; (init address, compute address)."""
+    def is_loaded(self, sym: str) -> bool:
+        return sym in self.loaded
+
+    def load(self, obj: bytes, sym: str) -> Optional[tuple[int, int]]:
+        """Load an object file once; (init address, compute address), or None when another
+        object with the same symbols is already loaded (the caller picks a new name)."""
+        import hashlib
+
+        digest = hashlib.sha256(obj).hexdigest()
         with self.lock:
-            if sym not in self.loaded:
-                self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
-                self.engine.finalize_object()
-                self.loaded[sym] = (self.engine.get_function_address(f"{sym}_init"),
-                                    self.engine.get_function_address(f"{sym}_compute"))
-            return self.loaded[sym]
+            if sym in self.loaded:
+                d, addrs = self.loaded[sym]
+                return addrs if d == digest else None
+            self.engine.add_object_file(self.llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+            addrs = (self.engine.get_function_address(f"{sym}_init"),
+                     self.engine.get_function_address(f"{sym}_compute"))
+            self.loaded[sym] = (digest, addrs)
+            return addrs
 
 
 _JIT = None

@@ -446,6 +446,9 @@ class _Scheduler:
         x, d = s.args
         x = self._closed(x)
         lo, hi = self.t.interval[d]
+        if math.isinf(lo) or math.isinf(hi):
+            raise FaustTypeError("cannot bound the delay: the delay amount has no known range "
+                                 "(use a constant, a slider, or clamp it with min/max)")
         if lo < 0:
             raise FaustTypeError(f"negative delay: the delay amount may be as low as {lo:g}")
         if math.isinf(hi) or hi > 2**24:

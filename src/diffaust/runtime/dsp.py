@@ -242,17 +242,23 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
 
     key = cache.make_key(source, filename, (double, diff, tuple(import_dirs), bundled_only,
                                             os.environ.get("FAUST_LIB_PATH", "")))
-    sym = "dsp_" + key
     if use_cache and not trace:
         hit = cache.load(key)
         if hit is not None:
             meta, obj = hit
-            init_a, comp_a = jit().load(obj, sym)
-            return Dsp(meta, init_a, comp_a, source, filename, opts, sample_rate)
+            addrs = jit().load(obj, meta["sym"])
+            if addrs is not None:
+                return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
     st = run_pipeline(source, filename, opts)
     meta = _metadata(st)
     from ..codegen.llvm import build_module
 
+    sym = "dsp_" + key
+    k = 0
+    while jit().is_loaded(sym):  # the same source compiled again in this process (files changed)
+        k += 1
+        sym = f"dsp_{key}_{k}"
+    meta["sym"] = sym
     mod = build_module(st.program, sym)
     obj, _ = jit().emit_object(str(mod))
     init_a, comp_a = jit().load(obj, sym)
