@@ -185,7 +185,7 @@ def test_render_npy_and_wav(capsys, tmp_path):
     code, out, err = run(capsys, "render", EX / "gain" / "diff.dsp", "--input", tmp_path / "x.npy",
                          "--param", "/gain/gain=0.5", "--print", "5")
     assert code == 0, err
-    assert "0.5" in out and "2 " in out and "5 samples" in out
+    assert "out0:  0  0.5  1  1.5  2" in out and "5 samples" in out
     code, out, err = run(capsys, "render", EX / "mem" / "diff.dsp", "--input", EX / "impulse.dsp",
                          "-n", "4", "--param", "gain=1", "-o", out_npy)
     assert code == 0, err
@@ -238,6 +238,7 @@ def test_errors_are_one_line(capsys, tmp_path):
         (("train", "--diff", gain), "missing --gt"),
         (("train", "--example", "gain", "--param", "nope=1"), "unknown parameter"),
         (("verify", "--diff", EX / "gain" / "gt.dsp"), "no parameter is marked [diff:1]"),
+        (("render", EX / "gain" / "gt.dsp", "-diff"), "no parameter is marked [diff:1]"),
         (("verify", "--example", "gain", "--epsilon", "-1"), "positive"),
         (("plot", tmp_path / "missing.csv"), "missing.csv"),
         (("frobnicate",), "invalid choice"),

@@ -282,6 +282,8 @@ def cmd_render(args) -> int:
     from .audio import input_signal, write_npy, write_wav
 
     dsp = _compile(args.file, args, diff=args.diff)
+    if args.diff and not dsp.diff_params:
+        raise UsageError(f"{args.file}: -diff, but no parameter is marked [diff:1]: no derivative channel")
     params = _check_params(dsp, args.param)
     n = args.n
     if n is None:

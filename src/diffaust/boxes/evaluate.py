@@ -189,6 +189,7 @@ class _PatVar(Box):
 
 _COMPOSE = {":": BSeq, ",": BPar, "<:": BSplit, ":>": BMerge, "~": BRec}
 _STRUCT = (BSeq, BPar, BSplit, BMerge, BRec)
+_FOLDABLE = frozenset((BSeq, BSplit, BMerge))  # the only boxes that may fold to a number
 
 
 def _precision_kinds(expr):
@@ -793,7 +794,7 @@ class Evaluator:
         self.call_names.pop()
 
     def _simplify_arg(self, a):
-        if isinstance(a, Box) and type(a) is not BConst:
+        if type(a) in _FOLDABLE:
             ar = try_arity(a)
             if ar == (0, 1):
                 n = box_number(a)

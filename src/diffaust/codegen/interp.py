@@ -77,12 +77,8 @@ class _Machine:
 
     def to_int(self, v) -> np.int32:
         f = float(v)
-        if math.isnan(f):
-            return I32(0)
-        if f >= 2**31:
-            return I32(2**31 - 1)
-        if f < -(2**31):
-            return I32(-(2**31))
+        if math.isnan(f) or f >= 2**31 or f < -(2**31):
+            return I32(-(2**31))  # x86 semantics of (int)x
         return I32(int(f))
 
     def op(self, e: Op, a):
@@ -148,8 +144,11 @@ class _Machine:
             if name == "select2":
                 return a[2] if int(a[0]) != 0 else a[1]
             if name == "select3":
-                s = int(a[0])
+                s = a[0]
                 return a[1] if s == 0 else (a[2] if s == 1 else a[3])
+            if p.code[1] == "pow":
+                r = R(np.power(R(a[0]), R(a[1])))
+                return self.to_int(r) if e.nature == "int" else r
         raise DiffaustError(f"interp: primitive '{name}' has no evaluation")
 
     # -- statements

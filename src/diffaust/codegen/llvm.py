@@ -133,8 +133,11 @@ class _Lower:
         return b.load(self.slot_ptr(b, env["state"], name), typ=self.ty(nature))
 
     def fptosi(self, b, v):
-        f = self.fn(f"llvm.fptosi.sat.i32.{'f64' if self.real == ir.DoubleType() else 'f32'}", I32, [self.real])
-        return b.call(f, [v])
+        # C's (int)x on x86: truncation; NaN and out-of-range values give INT_MIN
+        lo = ir.Constant(self.real, -2147483648.0)
+        hi = ir.Constant(self.real, 2147483648.0)
+        ok = b.and_(b.fcmp_ordered(">=", v, lo), b.fcmp_ordered("<", v, hi))
+        return b.select(ok, b.fptosi(v, I32), ir.Constant(I32, -(2**31)))
 
     def op(self, b, e: Op, env):
         p = PRIMITIVES[e.name]
@@ -192,8 +195,17 @@ class _Lower:
             return b.select(b.icmp_signed("!=", s, ir.Constant(I32, 0)), y, x)
         if name == "select3":
             s, x, y, z = args
-            inner = b.select(b.icmp_signed("==", s, ir.Constant(I32, 1)), y, z)
-            return b.select(b.icmp_signed("==", s, ir.Constant(I32, 0)), x, inner)
+            if nats[0] == "int":
+                is0 = b.icmp_signed("==", s, ir.Constant(I32, 0))
+                is1 = b.icmp_signed("==", s, ir.Constant(I32, 1))
+            else:  # a real selector is compared exactly
+                is0 = b.fcmp_ordered("==", s, ir.Constant(self.real, 0.0))
+                is1 = b.fcmp_ordered("==", s, ir.Constant(self.real, 1.0))
+            return b.select(is0, x, b.select(is1, y, z))
+        if name == "pow":
+            f = self.fn("pow" + self.sfx, self.real, [self.real, self.real])
+            r = b.call(f, args)
+            return self.fptosi(b, r) if e.nature == "int" else r
         raise DiffaustError(f"llvm backend: primitive '{e.name}' has no lowering")
 
     def line_read(self, b, e: LineRead, env):

@@ -408,10 +408,27 @@ _reg(Primitive("round", 1, always_real, "real", _real(_round_half_away), jvp_zer
 
 _reg(Primitive("atan2", 2, always_real, "real", _real(_np(np.arctan2)), jvp_atan2, iv_any,
                ("libm", "atan2"), "atan2{f}({0}, {1})"))
-_reg(Primitive("pow", 2, always_real, "real", _real(_np(np.power)), jvp_pow, iv_any,
-               ("libm", "pow"), "pow{f}({0}, {1})"))
-_reg(Primitive("^", 2, always_real, "real", _real(_np(np.power)), jvp_pow, iv_any,
-               ("libm", "pow"), "pow{f}({0}, {1})"))
+def _int_pow(a: int, b: int):
+    # measured (docs/SEMANTICS.md): int^int is int: small constant exponents multiply
+    # (wrapping), others convert pow()'s real result like int() does
+    if 0 <= b <= 8:
+        r = 1
+        for _ in range(b):
+            r = wrap_int(r * a)
+        return r
+    with np.errstate(all="ignore"):
+        return _trunc_int(np.power(np.float64(a), np.float64(b)))
+
+
+def _pow_fold(natures, values):
+    if natures == ("int", "int"):
+        return _int_pow(int(values[0]), int(values[1]))
+    return _np(np.power)(*map(_f, values))
+
+
+for _name in ("pow", "^"):
+    _reg(Primitive(_name, 2, same_nature, "real", _pow_fold, jvp_pow, iv_any,
+                   ("special", "pow"), "pow{f}({0}, {1})"))
 _reg(Primitive("fmod", 2, always_real, "real", _real(_fmod), _jvp_mod_like("fmod"), iv_rem,
                ("libm", "fmod"), "fmod{f}({0}, {1})"))
 _reg(Primitive("remainder", 2, always_real, "real", _real(_remainder), _jvp_mod_like("remainder"), iv_rem,
@@ -434,9 +451,10 @@ _reg(Primitive("float", 1, always_real, "real", lambda natures, values: float(va
 _reg(Primitive("select2", 3, lambda s, a, b: same_nature(a, b), ("int", "same", "same"),
                lambda natures, values: values[1] if int(values[0]) == 0 else values[2],
                jvp_select2, iv_select, ("special", "select2"), "({0} ? {2} : {1})"))
-# select3(s, a, b, c): 0 → a, 1 → b, 2 → c, other values measured in docs/SEMANTICS.md
-_reg(Primitive("select3", 4, lambda s, a, b, c: same_nature(a, b, c), ("int", "same", "same", "same"),
-               None, jvp_select3, iv_select, ("special", "select3"),
+# select3(s, a, b, c): s == 0 → a, s == 1 → b, anything else → c; a real s is compared
+# exactly, not truncated (measured: select3(1.7, ...) and select3(0.5, ...) pick c)
+_reg(Primitive("select3", 4, lambda s, a, b, c: same_nature(a, b, c), ("any", "same", "same", "same"),
+               lambda natures, values: values[1] if values[0] == 0 else (values[2] if values[0] == 1 else values[3]), jvp_select3, iv_select, ("special", "select3"),
                "(({0} == 0) ? {1} : (({0} == 1) ? {2} : {3}))"))
 
 _reg(Primitive("attach", 2, lambda a, b: a, ("any", "any"), None, jvp_attach, lambda a, b: a,

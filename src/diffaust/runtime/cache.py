@@ -30,6 +30,7 @@ def _dir() -> str:
 
 
 _HOST = None
+FORMAT = 2  # bump when the metadata layout changes
 
 
 def host_id() -> str:
@@ -40,8 +41,22 @@ def host_id() -> str:
 
         from .. import __version__
 
-        _HOST = f"{__version__}|{llvmlite.__version__}|{llvm.get_host_cpu_name()}|{llvm.get_process_triple()}"
+        _HOST = (f"{FORMAT}|{__version__}|{_code_stamp()}|{llvmlite.__version__}|"
+                 f"{llvm.get_host_cpu_name()}|{llvm.get_process_triple()}")
     return _HOST
+
+
+def _code_stamp() -> str:
+    """Size and mtime of the compiler's own source files: a changed compiler never reuses old code."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "examples"))
+        for fn in sorted(filenames):
+            if fn.endswith((".py", ".lib")):
+                st = os.stat(os.path.join(dirpath, fn))
+                h.update(f"{fn}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
 
 
 def make_key(source: str, filename: str, options: tuple) -> str:

@@ -246,7 +246,7 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
         hit = cache.load(key)
         if hit is not None:
             meta, obj = hit
-            addrs = jit().load(obj, meta["sym"])
+            addrs = jit().load(obj, meta["sym"]) if "sym" in meta else None
             if addrs is not None:
                 return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
     st = run_pipeline(source, filename, opts)

@@ -70,6 +70,10 @@ def prim(name: str, *args: Sig) -> Sig:
     p = PRIMITIVES[name]
     if len(args) != p.arity:
         raise ValueError(f"primitive {name} takes {p.arity} arguments, got {len(args)}")
+    if name in ("pow", "^") and args[1].op == "const" and args[1].attr[0] == "int" and args[1].attr[1] < 0 \
+            and nature(args[0]) == "int":
+        # int ^ negative constant is real (measured: 2^(-1) = 0.5)
+        return prim(name, prim("float", args[0]), _const(float(args[1].attr[1]), "real"))
     if all(a.op == "const" for a in args):
         r = fold(name, tuple(a.attr[0] for a in args), tuple(a.attr[1] for a in args))
         if r is not None:
@@ -84,7 +88,7 @@ def _result_nature(name, args):
     ns = [nature(a) for a in args]
     if None in ns:
         # the nature is still decidable when the rule does not depend on the unknown one
-        if name in ("/", "float", "sin", "cos", "exp", "log", "sqrt", "pow", "^"):
+        if name in ("/", "float", "sin", "cos", "exp", "log", "sqrt"):
             return "real"
         if "real" in ns and name in ("+", "-", "*", "%", "min", "max"):
             return "real"
@@ -116,6 +120,15 @@ def _simplify(name: str, args) -> Optional[Sig]:
                 return RZERO
             if is_one(b):
                 return cast(a, "real")
+    elif name in ("pow", "^"):
+        a, b = args
+        if b.op == "const" and b.attr[0] == "int" and nature(a) == "int":
+            k = b.attr[1]
+            if 0 <= k <= 8:  # small constant exponents multiply, wrapping like int arithmetic
+                r = _const(1, "int")
+                for _ in range(k):
+                    r = mk("prim", "*", (r, a)) if not is_one(r) else a
+                return r
     elif name == "select2":
         s, a, b = args
         if s.op == "const":
