@@ -242,6 +242,7 @@ def test_errors_are_one_line(capsys, tmp_path):
         (("verify", "--example", "gain", "--epsilon", "-1"), "positive"),
         (("plot", tmp_path / "missing.csv"), "missing.csv"),
         (("frobnicate",), "invalid choice"),
+        (("train", "--example", "gain", "--iterations", "-5"), "must be >= 0"),
         (("render", gain, "--bogus"), "unrecognized arguments"),
     ]
     for argv, needle in cases:

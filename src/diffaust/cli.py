@@ -376,7 +376,8 @@ def cmd_train(args) -> int:
     print(f"Sensitivity: {sensitivity:g}\n")
     probe = learn.instance(params=init)
     for p in learn.diff_params:
-        print(f"Learnable parameter: {p.label}, value: {_fmt_value(float(probe.get_param(p.path)))}")
+        v0 = float(probe.get_param(p.path))
+        print(f"Learnable parameter: {p.label}, value: {v0 if args.double else float(f'{v0:.7g}'):g}")
     print()
 
     printer = None
@@ -475,6 +476,10 @@ def _format_error(e: DiffaustError) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``diffaust`` command with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        parser.print_help()
+        return 2
     try:
         args = parser.parse_args(argv)
     except _ArgError as e:
