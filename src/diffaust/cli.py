@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-diff", "--diff", action="store_true", help="differentiate w.r.t. the [diff:1] parameters")
     p.add_argument("-d", "--details", action="store_true", help="print the differentiation trace")
     p.add_argument("-lang", "--lang", choices=("c", "llvm"), default="c", help="listing language (default c)")
+    p.add_argument("--dump", choices=("ast", "box", "sig", "sched"), default=None,
+                   help="print one stage of the pipeline instead: ast, box, sig (signals, with "
+                        "derivatives under -diff) or sched (the scheduled program)")
     _add_common(p)
     p.set_defaults(func=cmd_compile)
 
@@ -260,6 +263,13 @@ def _fmt_value(v: float) -> str:
 
 # ---------------------------------------------------------------- commands
 def cmd_compile(args) -> int:
+    if args.dump:
+        from .runtime.pipeline import dump_stage
+
+        text = dump_stage(args.file, args.dump, double=args.double, diff=args.diff,
+                          import_dirs=tuple(args.import_dirs))
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
     rt = _runtime()
     kw = {"diff": args.diff}
     if args.details:

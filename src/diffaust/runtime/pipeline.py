@@ -126,3 +126,34 @@ def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Option
     finally:
         sys.setrecursionlimit(old)
     return st
+
+
+_DUMP_UNTIL = {"ast": "parse_source", "box": "evaluate_ast", "sig": "differentiate", "sched": "schedule_program"}
+
+
+def dump_stage(path: str, stage: str, **options) -> str:
+    """The printed result of one stage (`ast`, `box`, `sig`, `sched`) for a .dsp file."""
+    from .dsp import _read_source
+
+    source, filename = _read_source(path)
+    st = run_pipeline(source, filename, CompileOptions(**options), until=_DUMP_UNTIL[stage])
+    if stage == "ast":
+        from ..syntax.printer import format_ast
+
+        return format_ast(st.ast)
+    if stage == "box":
+        from ..boxes.printer import format_box
+
+        return f"process = {format_box(st.box)};"
+    if stage == "sig":
+        from ..signals.printer import format_program
+
+        text = format_program(st.signals)
+        if st.diff_params:
+            n = len(st.outputs)
+            names = [f"d out{o}/d {v.attr.label}" for o in range(n) for v in st.diff_params]
+            text += "\n" + "\n".join(f"out{n + k} is {name}" for k, name in enumerate(names))
+        return text
+    from ..codegen.clike import format_schedule
+
+    return format_schedule(st.program)
