@@ -354,33 +354,12 @@ def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
 
 
 # --------------------------------------------------------------------------- inputs
-def _fmix32(h: int) -> int:
-    h &= 0xFFFFFFFF
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & 0xFFFFFFFF
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & 0xFFFFFFFF
-    h ^= h >> 16
-    return h
-
-
 def noise_input(channels: int, n: int) -> np.ndarray:
-    """Deterministic LCG white noise in [-1, 1), float64 of shape (channels, n)."""
-    # state after k steps = a[k]*seed + c[k] (mod 2^32); tables built by doubling
-    # (uint64 products wrap mod 2^64, which is exact mod 2^32).
-    MASK64 = (1 << 64) - 1
-    a, c = np.ones(1, np.uint64), np.zeros(1, np.uint64)
-    while len(a) < n + 1:
-        aL = np.uint64(int(a[-1]) * 1664525 & MASK64)  # L = len(a) steps
-        cL = np.uint64((int(c[-1]) * 1664525 + 1013904223) & MASK64)
-        a, c = np.concatenate([a, a * aL]), np.concatenate([c, a * cL + c])
-    a, c = a[1:n + 1], c[1:n + 1]
-    out = np.empty((channels, n))
-    mask = np.uint64(0xFFFFFFFF)
-    for ch in range(channels):
-        s = (a * np.uint64(_fmix32(ch + 1)) + c) & mask
-        out[ch] = (s >> np.uint64(8)).astype(np.float64) / 8388608.0 - 1.0
-    return out
+    """Deterministic LCG white noise in [-1, 1), float64 of shape (channels, n): faust-ref's
+    generator, the one `diffaust render --input noise` uses (checked bit for bit in test_audio)."""
+    from diffaust.audio import lcg_noise
+
+    return np.stack([lcg_noise(ch, n) for ch in range(channels)]) if channels else np.zeros((0, n))
 
 
 def impulse_input(channels: int, n: int) -> np.ndarray:

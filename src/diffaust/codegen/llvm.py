@@ -64,6 +64,7 @@ class _Lower:
         self.sfx = "" if prog.real == "double" else "f"
         self.layout, self.size = layout(prog)
         self.funcs: dict = {}
+        self.lines = {line.name: line for line in prog.lines.values()}
 
     # -- helpers
     def ty(self, nature: str):
@@ -218,10 +219,7 @@ class _Lower:
         return b.load(self.slot_ptr(b, env["state"], e.line, idx), typ=self.ty(line.nature))
 
     def _line(self, name):
-        for line in self.prog.lines.values():
-            if line.name == name:
-                return line
-        raise KeyError(name)
+        return self.lines[name]
 
     # -- statements
     def stmts(self, b, stmts, env):
