@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))  # tests/faustref.py: our Faust reference harness
+sys.path.insert(0, str(ROOT / "tests"))  # tests/faustref.py re-exports diffaust.reference
 
 EXAMPLES = ROOT / "src" / "diffaust" / "examples"
 SR = 48000

@@ -1,6 +1,6 @@
 """The ``diffaust`` command.
 
-    diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm]
+    diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm|cpp]
     diffaust render  FILE.dsp [-n N] [--sr 44100] [--input KIND|FILE] [--param NAME=VALUE]...
                               [-double] [-diff] [-o OUT.npy|OUT.wav]
     diffaust train   --input FILE --gt FILE --diff FILE [-lf l1|l2] [-lr RATE]
@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.dsp")
     p.add_argument("-diff", "--diff", action="store_true", help="differentiate w.r.t. the [diff:1] parameters")
     p.add_argument("-d", "--details", action="store_true", help="print the differentiation trace")
-    p.add_argument("-lang", "--lang", choices=("c", "llvm"), default="c", help="listing language (default c)")
+    p.add_argument("-lang", "--lang", choices=("c", "llvm", "cpp"), default="c",
+                   help="c: C-like listing of the compute loop (default); llvm: optimized LLVM IR; "
+                        "cpp: a C++ class mydsp with Faust's dsp interface (for Faust's architecture files)")
     p.add_argument("--dump", choices=("ast", "box", "sig", "sched"), default=None,
                    help="print one stage of the pipeline instead: ast, box, sig (signals, with "
                         "derivatives under -diff) or sched (the scheduled program)")

@@ -382,14 +382,6 @@ class _Scheduler:
             return Const("real", float(lo if name == "lowest" else hi))
         if name == "assertbounds":
             return self.compile(s.args[2])
-        num, den = (s.args + (None, None))[:2]
-        if name == "/" and (den.op == "const" or self.t.rate[den] == "control") \
-                and not (num.op == "const" and num.attr[1] == 1):
-            # x / c runs as x · (1/c), the reciprocal computed at c's rate (Faust does this)
-            recip = B.div(B.const(1.0), s.args[1])
-            a = self.arg(s.args[0], "real")
-            b = self._compile_extra(recip)
-            return self.bind(s, Op("*", (a, b), "real"), rate)
         conv = p.convert
         natures = [self.t.nature[a] for a in s.args]
         if conv == "same":

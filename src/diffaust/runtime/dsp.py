@@ -124,7 +124,8 @@ class Dsp:
         return y[:p], y[p:].reshape(p, k, -1)
 
     def listing(self, lang: str = "c") -> str:
-        """The generated per-sample program ('c': readable C-like listing; 'llvm': optimized LLVM IR)."""
+        """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
+        LLVM IR) or 'cpp' (a C++ class `mydsp` with Faust's dsp interface, for Faust's architecture files)."""
         from ..codegen import clike
         from ..codegen.llvm import build_module, jit
 
@@ -134,7 +135,11 @@ class Dsp:
         if lang == "llvm":
             mod = build_module(st.program, "dsp")
             return str(jit().optimize(str(mod)))
-        raise UsageError(f"unknown language '{lang}' (choose c or llvm)")
+        if lang == "cpp":
+            from ..codegen.cpp import emit_cpp_stages
+
+            return emit_cpp_stages(st, self.options)
+        raise UsageError(f"unknown language '{lang}' (choose c, llvm or cpp)")
 
     def __repr__(self):
         return (f"<Dsp {os.path.basename(self.filename)}: {self.inputs} in, {self.outputs} out, "

@@ -81,6 +81,12 @@ def propagate_box(st: Stages, opts: CompileOptions):
     st.outputs = list(propagate_program(st.box, st.name))
 
 
+def normalize_signals(st: Stages, opts: CompileOptions):
+    from ..signals.normalize import normalize_signals as normalize
+
+    st.outputs = normalize(st.outputs)
+
+
 def differentiate(st: Stages, opts: CompileOptions):
     from ..autodiff.jvp import diff_variables, jvp_program
 
@@ -106,7 +112,7 @@ def schedule_program(st: Stages, opts: CompileOptions):
     st.program = schedule(st.signals, st.types, st.inputs, opts.double)
 
 
-PASSES = [parse_source, evaluate_ast, propagate_box, differentiate, infer_types, schedule_program]
+PASSES = [parse_source, evaluate_ast, propagate_box, normalize_signals, differentiate, infer_types, schedule_program]
 
 
 def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Optional[str] = None) -> Stages:

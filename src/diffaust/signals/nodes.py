@@ -29,6 +29,7 @@ The intern table is a weak dictionary: a cache, not program state.
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ def _key_attr(attr):
 class Sig:
     """A signal node.  Never construct directly: use `mk` or the builders in `build`."""
 
-    __slots__ = ("op", "attr", "args", "_h", "__weakref__")
+    __slots__ = ("op", "attr", "args", "_h", "serial", "__weakref__")
 
     op: str
     attr: object
@@ -78,6 +79,9 @@ class Sig:
 
 
 _INTERN: "weakref.WeakValueDictionary[tuple, Sig]" = weakref.WeakValueDictionary()
+# Creation order of interned nodes: Faust orders the terms of its normal form by the
+# creation order of its (hash-consed) trees, and `normalize` follows it.
+_SERIAL = itertools.count()
 
 
 def mk(op: str, attr=None, args: tuple = ()) -> Sig:
@@ -90,6 +94,7 @@ def mk(op: str, attr=None, args: tuple = ()) -> Sig:
         node.attr = attr
         node.args = args
         node._h = hash(key)
+        node.serial = next(_SERIAL)
         _INTERN[key] = node
     return node
 
@@ -180,9 +185,10 @@ RZERO = const(0.0)
 RONE = const(1.0)
 
 
-def walk(roots) -> list:
-    """All nodes reachable from `roots`, each once, children before parents."""
-    seen = set()
+def walk(roots, stop=()) -> list:
+    """All nodes reachable from `roots`, each once, children before parents; nodes in
+    `stop` (and what lies below them) are not visited."""
+    seen = set(r for r in roots if r in stop) if stop else set()
     order = []
     stack = [(r, False) for r in reversed(list(roots))]
     while stack:
@@ -195,7 +201,7 @@ def walk(roots) -> list:
         seen.add(node)
         stack.append((node, True))
         for a in reversed(node.args):
-            if a not in seen:
+            if a not in seen and a not in stop:
                 stack.append((a, False))
     return order
 
@@ -205,7 +211,7 @@ def free_recvars(node: Sig, memo: dict) -> frozenset:
     r = memo.get(node)
     if r is not None:
         return r
-    for n in walk([node]):
+    for n in walk([node], stop=memo):
         if n in memo:
             continue
         if n.op == "recvar":

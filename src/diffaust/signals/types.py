@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from ..errors import FaustTypeError
 from ..primitives.table import PRIMITIVES, same_nature, INF
-from .nodes import Sig, walk
+from .nodes import Sig, free_recvars, walk
 
 RATES = ("const", "control", "sample")
 
@@ -71,8 +71,25 @@ def local_nature(s: Sig, nature_of):
     raise FaustTypeError(f"cannot type signal '{op}'")
 
 
+# group natures depend only on the group and on the natures of its free recursion
+# variables: memoised on (group, those natures).  Signals are immutable and hash-consed,
+# so entries never go stale; without this, nested groups are re-typed at every fixpoint
+# step of every enclosing group (exponential in the nesting depth).
+_GROUP_NATURES: dict = {}
+_FREE: dict = {}
+
+
 def group_natures(group: Sig, outer: dict | None = None) -> tuple:
     """Natures of the outputs of rec `group`: fixpoint from all-int."""
+    free = free_recvars(group, _FREE)
+    key = (group, tuple(sorted((v, (outer or {}).get(v)) for v in free)))
+    hit = _GROUP_NATURES.get(key)
+    if hit is None:
+        hit = _GROUP_NATURES[key] = _group_fixpoint(group, outer)
+    return hit
+
+
+def _group_fixpoint(group: Sig, outer: dict | None) -> tuple:
     var = group.attr
     env = dict(outer or {})
     assumed = ["int"] * len(group.args)
@@ -87,13 +104,31 @@ def group_natures(group: Sig, outer: dict | None = None) -> tuple:
     return tuple(assumed)
 
 
+class _Either:
+    """Membership in any of several dicts (a walk's stop set)."""
+
+    __slots__ = ("dicts",)
+
+    def __init__(self, *dicts):
+        self.dicts = dicts
+
+    def __contains__(self, key):
+        return any(key in d for d in self.dicts)
+
+
+# Natures of nodes with no free recursion variable do not depend on the environment.
+_CLOSED: dict = {}
+
+
 def _nature_in(s: Sig, env: dict, memo: dict):
-    r = memo.get(s)
+    r = memo.get(s) or _CLOSED.get(s)
     if r is not None:
         return r
-    for n in walk([s]):
-        if n in memo:
-            continue
+
+    def get(a):
+        return memo.get(a) or _CLOSED[a]
+
+    for n in walk([s], stop=_Either(memo, _CLOSED)):
         if n.op == "proj" and n.args[0].op == "recvar":
             v = n.args[0].attr
             r = env[v][n.attr] if v in env else "real"
@@ -106,9 +141,12 @@ def _nature_in(s: Sig, env: dict, memo: dict):
         elif n.op in ("recvar", "rec"):
             r = "int"
         else:
-            r = local_nature(n, lambda a: memo[a])
-        memo[n] = r
-    return memo[s]
+            r = local_nature(n, get)
+        if free_recvars(n, _FREE):
+            memo[n] = r
+        else:
+            _CLOSED[n] = r
+    return get(s)
 
 
 @dataclass
