@@ -5,6 +5,8 @@ depend smoothly on a `[diff:1]` parameter; the derivative channel must match
 (y(p+h) - y(p-h)) / 2h within 1e-6 relative.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -59,8 +61,8 @@ NOT_HERE = {"<=", ">", ">=", "==", "!=", "&", "|", "xor", "<<", ">>", "rdtable",
             "attach", "enable", "control", "lowest", "highest", "assertbounds"}
 
 
-def _check(body, x, params=None, eps=1e-6, tol=1e-6):
-    src = P + Q + f"process = {body};"
+def _check(body, x, params=None, eps=1e-6, tol=1e-6, prelude=""):
+    src = prelude + P + Q + f"process = {body};"
     d = diffaust.compile(src, diff=True, double=True, use_cache=False)
     if d.inputs != x.shape[0]:  # one shifted copy of the test signal per input
         x = np.stack([np.roll(x[0], 7 * c) * (1 - 0.1 * c) for c in range(d.inputs)])
@@ -168,3 +170,47 @@ def test_no_diff_params_gives_no_channels():
 def test_trace_is_recorded():
     d = diffaust.compile(P + "process = _ * p;", diff=True, trace=True)
     assert "Differentiate wrt." in d.trace and "DERIVATIVE" in d.trace
+
+
+# foreign (libm) functions reached through ffunction: one case per rule of primitives/foreign.py
+FOREIGN_CASES = {
+    "tanh": "tanh(_ * p + q)", "sinh": "sinh(_ * p + q)", "cosh": "cosh(_ * p + q)",
+    "asinh": "asinh(_ * p + q)", "acosh": "acosh(2 + _ * p + q)", "atanh": "atanh((_ * p + q) * 0.3)",
+    "cbrt": "cbrt(2 + _ * p + q)", "hypot": "hypot(_ + p, q)", "exp2": "exp2(_ * p + q)",
+    "exp10": "exp10(_ * p + q)", "expm1": "expm1(_ * p + q)", "log2": "log2(2 + _ * p + q)",
+    "log1p": "log1p(1 + _ * p + q)", "erf": "erf(_ * p + q)", "erfc": "erfc(_ * p + q)",
+    "sin": "sin(_ * p + q)", "cos": "cos(_ * p + q)", "tan": "tan((_ * p + q) * 0.3)",
+    "exp": "exp(_ * p + q)", "log": "log(2 + _ * p + q)", "log10": "log10(2 + _ * p + q)",
+    "sqrt": "sqrt(2 + _ * p + q)", "fabs": "fabs(_ * p + q * 0.25)", "fmin": "fmin(_ * p, q * 0.5)",
+    "fmax": "fmax(_ * p, q * 0.5)", "copysign": "copysign(_ * p + 2, q - 0.3 * _)",
+    "floor": "floor(_ * 4 + p) + p", "ceil": "ceil(_ * 4 + p) * q", "rint": "rint(_ * 4 + p) + q",
+    "round": "round(_ * 4 + p) + q", "trunc": "trunc(_ * 4 + p) + q", "nearbyint": "nearbyint(_ * 4 + p) + q",
+}
+
+
+def _foreign_decl(name: str, arity: int) -> str:
+    """`ff_NAME`: the libm function NAME as an ffunction (primitive names are keywords)."""
+    args = ", ".join(["float"] * arity)
+    return f'ff_{name} = ffunction(float {name}f|{name}|{name}l ({args}), <math.h>, "");'
+
+
+@pytest.mark.parametrize("name", sorted(FOREIGN_CASES))
+def test_foreign_rule(name, x):
+    from diffaust.primitives.foreign import FOREIGN
+
+    # the functions of the case, declared as ffunctions (the primitives of the same name are shadowed)
+    used = {n for n in FOREIGN if re.search(rf"\b{n}\(", FOREIGN_CASES[name])}
+    body = re.sub(r"\b(" + "|".join(used) + r")\(", r"ff_\1(", FOREIGN_CASES[name])
+    _check(body, x, prelude="".join(_foreign_decl(n, FOREIGN[n].arity) for n in used))
+
+
+def test_every_foreign_function_has_a_rule_test_or_is_refused():
+    from diffaust.primitives.foreign import FOREIGN
+
+    for name, fn in FOREIGN.items():
+        if fn.jvp is None:
+            src = _foreign_decl(name, 1) + f'process = _ * hslider("p [diff:1]", 1, 0.5, 2, .1) : ff_{name};'
+            with pytest.raises(DerivativeError, match=name):
+                diffaust.compile(src, diff=True, use_cache=False)
+        else:
+            assert name in FOREIGN_CASES, f"no derivative test for foreign function {name}"

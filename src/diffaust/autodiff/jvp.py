@@ -115,7 +115,12 @@ class Tangents:
         elif op == "bargraph":
             d = dots[0]
         elif op == "ffun":
-            raise DerivativeError(f"foreign function '{s.attr.names[0]}' has no derivative rule")
+            from ..primitives.foreign import lookup
+
+            fn = lookup(s.attr)
+            if fn is None or fn.jvp is None:
+                raise DerivativeError(f"foreign function '{s.attr.names[0]}' has no derivative rule")
+            d = fn.jvp(s, s.args, dots)
         else:
             raise DerivativeError(f"signal '{op}' has no derivative rule")
         if self.trace is not None:

@@ -19,6 +19,9 @@ The IR is small dataclasses; `clike.format_schedule` prints it, `llvm` and
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -336,6 +339,7 @@ class _Scheduler:
         if op == "ffun":
             f = s.attr
             fname = f.names[0] if self.prog.real == "float" or len(f.names) < 2 else f.names[1]
+            check_foreign(fname, f)
             args = tuple(self.arg(a, "int" if ty == "int" else "real") for a, ty in zip(s.args, f.arg_types))
             return self.bind(s, Call(fname, args, nature), rate)
         if op == "delay":
@@ -603,3 +607,29 @@ def schedule(outputs, types: Types, inputs: int, double: bool = False) -> Progra
     prog.post = sch.post
     prog.finalize()
     return prog
+
+
+@functools.lru_cache(maxsize=None)
+def _loaded(library: str) -> bool:
+    """Load a foreign function's library (ffunction's third field) for the process; False if absent."""
+    if not library:
+        return False
+    for name in (library, ctypes.util.find_library(library.removeprefix("-l").removeprefix("lib"))):
+        if not name:
+            continue
+        try:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def check_foreign(fname: str, f) -> None:
+    """A foreign function must resolve in this process (libm and libc are loaded; an
+    ffunction's library is loaded when named): else a clear error, not a JIT abort."""
+    _loaded(f.library)
+    if not hasattr(ctypes.CDLL(None), fname):
+        what = f" (library \"{f.library}\")" if f.library else ""
+        raise FaustTypeError(f"foreign function '{fname}' declared with ffunction from {f.include or 'no header'}"
+                             f"{what} cannot be found: it is neither in the C math library nor in a loaded library")

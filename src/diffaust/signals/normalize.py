@@ -275,6 +275,8 @@ class MTerm:
         den = [None] * 4
         for f in sorted(self.factors, key=lambda s: s.serial):
             q = self.factors[f]
+            if q == 0:
+                continue
             o = self.norm.order(f)
             p = _power(f, abs(q))
             if q > 0:

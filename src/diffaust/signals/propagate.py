@@ -170,6 +170,20 @@ def _widget(box: BWidget, inputs, ctx):
     return (control(c),)
 
 
+def _control(x: Sig, c: Sig, ctx) -> Sig:
+    """control(x, c): x[n] while c[n] != 0, else the last value computed (0 before any).
+
+    y[n] = c[n] != 0 ? x[n] : y[n-1], a one-output recursion.  A constant c gives x or 0.
+    (Faust also skips the updates of x's own state while c is 0; for a stateless x the two agree.)
+    """
+    if c.op == "const":
+        return x if c.attr[1] != 0 else B.zero_like(B.nature(x))
+    var = ctx.fresh()
+    held = B.mem(proj(0, recvar(var)))
+    body = B.select2(B.prim("!=", c, B.zero_like(B.nature(c))), held, x)
+    return proj(0, rec(var, (body,)))
+
+
 def _const_int(s: Sig, what: str, span) -> int:
     if s.op != "const":
         raise FaustEvalError(f"{what} must be a constant number", span)
@@ -194,9 +208,9 @@ def _prim(box: BPrim, args, ctx) -> Sig:
         if size <= 0:
             raise FaustEvalError(f"rwtable size must be positive, got {size}", box.span)
         return mk("rwtable", size, (args[1], args[2], args[3], args[4]))
-    if name in ("enable", "control"):
-        # enable(x, c): x when c != 0 else 0; control(x, c): x (computed only when c != 0)
-        if name == "enable":
-            return B.mul(args[0], B.prim("!=", args[1], const(0)))
-        return args[0]
+    if name == "enable":
+        # enable(x, c) = control(x·c, c): Faust 2.54 (its default -es 1) multiplies, then holds
+        return _control(B.mul(args[0], args[1]), args[1], ctx)
+    if name == "control":
+        return _control(args[0], args[1], ctx)
     return B.prim(name, *args)
