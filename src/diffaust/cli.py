@@ -499,6 +499,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    import warnings
+
+    from .errors import DiffaustWarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, DiffaustWarning):
+            print(f"{PROG}: warning: {message}", file=sys.stderr)
+        else:
+            _show_default(message, category, *rest, **kw)
+
+    _show_default = warnings.showwarning
+    warnings.showwarning = show
+    warnings.simplefilter("always", DiffaustWarning)
     try:
         return int(args.func(args) or 0)
     except DiffaustError as e:
@@ -517,6 +530,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except OSError:
             pass
         return 1
+    finally:
+        warnings.showwarning = _show_default
 
 
 if __name__ == "__main__":  # pragma: no cover

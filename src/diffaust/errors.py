@@ -62,6 +62,10 @@ class DerivativeError(DiffaustError):
     """A primitive has no derivative rule (never silently zero)."""
 
 
+class DiffaustWarning(UserWarning):
+    """Something the user should know that does not stop the compile (a missing soundfile...)."""
+
+
 class UsageError(DiffaustError):
     """Bad flag, missing file, unknown parameter."""
 

@@ -328,6 +328,35 @@ def _as_source(source) -> tuple[str, list[str]]:
     return with_round_shim(source), []
 
 
+# A program with a soundfile gets Faust's own sound loader (faust/gui/SoundUI.h, with
+# libsndfile): its dsp is wrapped so that init() is followed by the SoundUI pass, which
+# loads the url files from the program's folder (a missing file gives Faust's silence).
+SOUND_PRELUDE = "#include <faust/gui/SoundUI.h>\n#define faustref_new faustref_new_inner\n"
+SOUND_POSTLUDE = r"""
+#undef faustref_new
+struct FaustrefSoundDsp : public decorator_dsp {
+    explicit FaustrefSoundDsp(dsp* d) : decorator_dsp(d) {}
+    void init(int sr) override {
+        fDSP->init(sr);
+        // kept alive: the SoundUI owns the loaded sound files
+        SoundUI* sound = new SoundUI(SOUND_DIR, -1, nullptr, sizeof(FAUSTFLOAT) == sizeof(double));
+        fDSP->buildUserInterface(sound);
+    }
+};
+dsp* faustref_new() { return new FaustrefSoundDsp(faustref_new_inner()); }
+"""
+_USES_SOUNDFILE = re.compile(r"\bsoundfile\s*\(")
+
+
+def _unit_text(text: str, incs) -> tuple[str, list[str]]:
+    """The per-program C++ unit and extra link flags (Faust's SoundUI for soundfile programs)."""
+    if not _USES_SOUNDFILE.search(text):
+        return DRIVER_CPP, []
+    folder = incs[0] if incs else os.getcwd()
+    post = SOUND_POSTLUDE.replace("SOUND_DIR", json.dumps(folder))
+    return SOUND_PRELUDE + DRIVER_CPP + "#ifdef FAUSTREF_UNIT\n" + post + "#endif\n", ["-lsndfile"]
+
+
 def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
           include_dirs=()) -> Path:
     """Compile ``source`` (text or Path) and return the path of the cached binary."""
@@ -337,7 +366,8 @@ def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
     for d in incs:
         fargs += ["-I", d]
     flags = _cxx_flags(double, opt)
-    key = _sha(_versions(), text, json.dumps(fargs), json.dumps(flags), DRIVER_CPP)
+    unit, libs = _unit_text(text, incs)
+    key = _sha(_versions(), text, json.dumps(fargs), json.dumps(flags), unit)
     final = cache_dir() / key[:32]
     prog = final / "prog"
     if prog.exists():
@@ -347,9 +377,9 @@ def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
     try:
         (tmp / "prog.dsp").write_text(text)
         _run([FAUST, *fargs, "prog.dsp", "-o", "gen.cpp"], tmp, "faust")
-        (tmp / "unit.cpp").write_text(DRIVER_CPP)
+        (tmp / "unit.cpp").write_text(unit)
         _run([CXX, *flags, "-DFAUSTREF_UNIT", "-c", "unit.cpp", "-o", "unit.o"], tmp, "g++")
-        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm"], tmp, "link")
+        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm", *libs], tmp, "link")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -471,9 +501,9 @@ def build_cpp(cpp_text: str, *, double: bool = False, opt: str = "-O1") -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir()))
     try:
         (tmp / "gen.cpp").write_text(cpp_text)
-        (tmp / "unit.cpp").write_text(DRIVER_CPP)
+        (tmp / "unit.cpp").write_text(unit)
         _run([CXX, *flags, "-DFAUSTREF_UNIT", "-c", "unit.cpp", "-o", "unit.o"], tmp, "g++")
-        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm"], tmp, "link")
+        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm", *libs], tmp, "link")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

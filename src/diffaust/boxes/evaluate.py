@@ -59,6 +59,9 @@ WIRES_FIRST = frozenset(
 )
 
 MAX_APPLY_DEPTH = 6000
+# par/seq/sum/prod: the most copies one iteration may make, and all of them together
+MAX_ITERATIONS = 1 << 16
+MAX_TOTAL_ITERATIONS = 1 << 20
 _STACK_SIZE = 512 * 1024 * 1024
 
 
@@ -219,6 +222,7 @@ class Evaluator:
         self.slot_counter = 0
         self.depth = 0
         self.call_names: list = []
+        self.iterations = 0  # copies made by par/seq/sum/prod so far (bounded by MAX_TOTAL_ITERATIONS)
 
     # ------------------------------------------------------------- files
 
@@ -406,6 +410,8 @@ class Evaluator:
             ev = d.env if d.env is not None else denv
             if d.kind == "expr":
                 v = self.eval(d.expr, ev)
+                if isinstance(v, (Closure, PatternMatcher)) and v.name is None:
+                    v.name = name  # `f = case {...};`, `f = \(x).(...);`: name it in messages
             elif d.kind == "fun":
                 v = Closure(d.params, d.expr, ev, name=name, span=d.span)
             else:
@@ -540,6 +546,18 @@ class Evaluator:
         n = require_int(cbox, f"the number of iterations of {x.kind}({x.var}, ...)", x.count.span)
         if n < 0:
             raise FaustEvalError(f"the number of iterations of {x.kind}() must not be negative, it is {n}", x.count.span)
+        if n > MAX_ITERATIONS:
+            raise FaustEvalError(
+                f"too many iterations in {x.kind}({x.var}, {n}, ...): at most {MAX_ITERATIONS} are supported",
+                x.count.span,
+            )
+        self.iterations += n
+        if self.iterations > MAX_TOTAL_ITERATIONS:
+            raise FaustEvalError(
+                f"too many iterations in all: this {x.kind}({x.var}, {n}, ...) brings the copies made by "
+                f"par/seq/sum/prod above {MAX_TOTAL_ITERATIONS} (nested or recursive iterations?)",
+                x.count.span,
+            )
         kind = x.kind
 
         def item(i):

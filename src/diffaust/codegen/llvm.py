@@ -35,6 +35,9 @@ I8 = ir.IntType(8)
 I1 = ir.IntType(1)
 PTR = ir.PointerType()
 
+X86_CVTT = True  # float -> int through x86's cvtt instructions (see _Lower.fptosi)
+SHIFT_MAX = 16  # ring lines up to this size, read at constant delays only: registers (see shift_lines)
+
 
 def layout(prog: Program) -> tuple[dict, int]:
     """name → (byte offset, nature, size); and the total size in bytes."""
@@ -65,6 +68,7 @@ class _Lower:
         self.layout, self.size = layout(prog)
         self.funcs: dict = {}
         self.lines = {line.name: line for line in prog.lines.values()}
+        self.x86 = (module.triple or "").startswith(("x86_64", "i386", "i686"))
 
     # -- helpers
     def ty(self, nature: str):
@@ -135,6 +139,13 @@ class _Lower:
 
     def fptosi(self, b, v):
         # C's (int)x on x86: truncation; NaN and out-of-range values give INT_MIN
+        if self.x86 and X86_CVTT:
+            # x86's own truncating conversion (cvttss2si / cvttsd2si) has exactly that result,
+            # in one instruction instead of fptosi (poison out of range) + range test + select
+            vty = ir.VectorType(self.real, 4 if self.real == ir.FloatType() else 2)
+            name = "llvm.x86.sse.cvttss2si" if self.real == ir.FloatType() else "llvm.x86.sse2.cvttsd2si"
+            vec = b.insert_element(ir.Constant(vty, None), v, ir.Constant(I32, 0))
+            return b.call(self.fn(name, I32, [vty]), [vec])
         lo = ir.Constant(self.real, -2147483648.0)
         hi = ir.Constant(self.real, 2147483648.0)
         ok = b.and_(b.fcmp_ordered(">=", v, lo), b.fcmp_ordered("<", v, hi))
@@ -213,6 +224,9 @@ class _Lower:
         line = self._line(e.line)
         if line.is_scalar:
             return b.load(env["alloca:" + e.line], typ=self.ty(line.nature))
+        regs = env.get("shift:" + e.line)
+        if regs is not None:  # a short line read at constant delays: registers
+            return b.load(regs[int(e.delay.value)], typ=self.ty(line.nature))
         d = self.expr(b, e.delay, env)
         iota = b.load(env["alloca:" + line.iota], typ=I32)
         idx = b.and_(b.sub(iota, d), ir.Constant(I32, line.mask))
@@ -240,7 +254,10 @@ class _Lower:
                 b.store(v, self.slot_ptr(b, env["state"], st.slot, idx))
             elif t is LineWrite:
                 line = self._line(st.line)
-                if not line.is_scalar:
+                regs = env.get("shift:" + st.line)
+                if regs is not None:
+                    b.store(self.expr(b, st.expr, env), regs[0])
+                elif not line.is_scalar:
                     v = self.expr(b, st.expr, env)
                     iota = b.load(env["alloca:" + line.iota], typ=I32)
                     idx = b.and_(iota, ir.Constant(I32, line.mask))
@@ -328,6 +345,19 @@ class _Lower:
 
         self.loop(b, fn, ir.Constant(I32, size), body, sub)
 
+    def init_table(self, b, state, s):
+        """A constant table (waveform values): a private global array copied in at init."""
+        ty = self.ty(s.nature)
+        vals = [ir.Constant(ty, v if s.nature == "real" else int(v)) for v in s.init]
+        arr_ty = ir.ArrayType(ty, len(vals))
+        g = ir.GlobalVariable(self.m, arr_ty, name=f"{self.sym}_{s.name}_init")
+        g.linkage = "private"
+        g.global_constant = True
+        g.initializer = ir.Constant(arr_ty, vals)
+        memcpy = self.m.declare_intrinsic("llvm.memcpy", [PTR, PTR, I32])
+        nbytes = len(vals) * (4 if ty in (I32, ir.FloatType()) else 8)
+        b.call(memcpy, [self.slot_ptr(b, state, s.name), g, ir.Constant(I32, nbytes), ir.Constant(ir.IntType(1), 0)])
+
     # -- functions
     def build(self):
         # init(state, sr)
@@ -339,9 +369,7 @@ class _Lower:
         b.store(fn.args[1], self.slot_ptr(b, fn.args[0], "fSamplingFreq"))
         for s in self.prog.slots:
             if s.init is not None:
-                for k, v in enumerate(s.init):
-                    b.store(ir.Constant(self.ty(s.nature), v if s.nature == "real" else int(v)),
-                            self.slot_ptr(b, fn.args[0], s.name, ir.Constant(I32, k)))
+                self.init_table(b, fn.args[0], s)
         self.stmts(b, self.prog.init, env)
         b.ret_void()
 
@@ -365,14 +393,104 @@ class _Lower:
                 env["slot:" + s.name] = self.load_slot(b, s.name, env)
         self.stmts(b, self.prog.block, env)
         write_back = self.with_allocas(b, env, self.scalar_slots())
+        shift_back = self.with_shift_registers(b, env)
 
         def body(bb):
             self.stmts(bb, self.prog.sample, env)
             self.stmts(bb, self.prog.post, env)
+            for name, regs in shift_back.lines:  # end of sample: every value one sample older
+                ty = self.ty(self._line(name).nature)
+                for d in range(len(regs) - 1, 0, -1):
+                    bb.store(bb.load(regs[d - 1], typ=ty), regs[d])
 
         self.loop(b, fn, count, body, env)
+        shift_back(b)
         write_back(b)
         b.ret_void()
+
+    # -- short delay lines as registers
+    def shift_lines(self) -> dict:
+        """Ring lines of the compute loop that are short (size <= SHIFT_MAX) and read only at
+        constant delays: line name -> the largest delay read.  In `compute` these live in
+        registers shifted once per sample, as Faust's own short delay lines do (a ring buffer
+        in memory puts a store-to-load forwarding in every recursion through the line); the
+        ring buffer in the state is loaded at entry and written back at exit, so the state
+        stays the ring buffer layout for the next call."""
+        if SHIFT_MAX <= 0:
+            return {}
+        reads: dict = {}
+        bad: set = set()
+        seen: set = set()
+
+        def walk(x, in_loop):
+            if isinstance(x, (list, tuple)):
+                for y in x:
+                    walk(y, in_loop)
+                return
+            if not hasattr(x, "__dataclass_fields__"):
+                return
+            key = (id(x), in_loop)
+            if key in seen:
+                return
+            seen.add(key)
+            if isinstance(x, LineRead):
+                if in_loop and isinstance(x.delay, Const) and x.delay.nature == "int":
+                    d = int(x.delay.value)
+                    reads[x.line] = max(reads.get(x.line, 0), d)
+                else:
+                    bad.add(x.line)
+            elif isinstance(x, (LineWrite, LineCommit, Fill)) and not in_loop:
+                bad.add(getattr(x, "line", None))
+            for f in x.__dataclass_fields__:
+                walk(getattr(x, f), in_loop)
+
+        walk(self.prog.init, False)
+        walk(self.prog.block, False)
+        walk(self.prog.sample, True)
+        walk(self.prog.post, True)
+        out = {}
+        for name, dmax in reads.items():
+            line = self.lines.get(name)
+            if (line is None or name in bad or line.is_scalar or line.size > SHIFT_MAX
+                    or not (0 <= dmax < line.size)):
+                continue
+            out[name] = dmax
+        return out
+
+    def with_shift_registers(self, b, env):
+        """Allocas r0..rD per shift line (see shift_lines); returns the write-back (with .lines)."""
+        lines = []
+        iota_cache = {}
+        for name, dmax in sorted(self.shift_lines().items()):
+            line = self._line(name)
+            ty = self.ty(line.nature)
+            regs = []
+            for d in range(dmax + 1):
+                with b.goto_block(env["entry"]):
+                    b.position_at_start(env["entry"])
+                    regs.append(b.alloca(ty, name=f"{name}_{d}"))
+            if line.iota not in iota_cache:
+                iota_cache[line.iota] = self.load_slot(b, line.iota, env)
+            iota = iota_cache[line.iota]
+            for d in range(1, dmax + 1):
+                idx = b.and_(b.sub(iota, ir.Constant(I32, d)), ir.Constant(I32, line.mask))
+                b.store(b.load(self.slot_ptr(b, env["state"], name, idx), typ=ty), regs[d])
+            b.store(ir.Constant(ty, 0), regs[0])
+            env["shift:" + name] = regs
+            lines.append((name, regs))
+
+        def shift_back(bb):
+            for name, regs in lines:
+                line = self._line(name)
+                ty = self.ty(line.nature)
+                a = env.get("alloca:" + line.iota)
+                iota = bb.load(a, typ=I32) if a is not None else self.load_slot(bb, line.iota, env)
+                for d in range(1, len(regs)):
+                    idx = bb.and_(bb.sub(iota, ir.Constant(I32, d)), ir.Constant(I32, line.mask))
+                    bb.store(bb.load(regs[d], typ=ty), self.slot_ptr(bb, env["state"], name, idx))
+
+        shift_back.lines = lines
+        return shift_back
 
 
 def build_module(prog: Program, sym: str) -> ir.Module:
@@ -467,3 +585,85 @@ def jit() -> _Jit:
         if _JIT is None:
             _JIT = _Jit()
         return _JIT
+
+
+# ---------------------------------------------------------------- block driver (benchmarks)
+
+_DRIVERS: dict = {}
+
+_RUN_BLOCKS = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                               ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def block_driver(double: bool = False):
+    """A native loop that calls a compiled `compute` block after block, like a host's audio callback
+    (and like the C++ reference harness's driver): no Python between the blocks.
+
+        run(compute_addr, state_addr, n, block_size, n_inputs, n_outputs, inputs, outputs)
+
+    inputs / outputs: `void**` arrays of n_inputs / n_outputs channel buffers of n samples each.
+    Used by benchmarks/bench.py to time compute() alone.
+    """
+    with _JIT_LOCK:
+        f = _DRIVERS.get(double)
+    if f is not None:
+        return f
+    import llvmlite.binding as llvm
+
+    real_size = 8 if double else 4
+    m = ir.Module(name=f"diffaust_driver_{real_size}")
+    m.triple = llvm.get_process_triple()
+    cty = ir.FunctionType(ir.VoidType(), [PTR, I32, PTR, PTR])
+    fn = ir.Function(m, ir.FunctionType(ir.VoidType(), [cty.as_pointer(), PTR, I32, I32, I32, I32, PTR, PTR]),
+                     name=f"diffaust_run_blocks_{real_size}")
+    comp, state, n, bs, nin, nout, ins, outs = fn.args
+    entry = fn.append_basic_block("entry")
+    b = ir.IRBuilder(entry)
+    ip = b.alloca(PTR, size=b.add(nin, ir.Constant(I32, 1)))
+    op = b.alloca(PTR, size=b.add(nout, ir.Constant(I32, 1)))
+    head = fn.append_basic_block("head")
+    body = fn.append_basic_block("body")
+    done_bb = fn.append_basic_block("done")
+    b.branch(head)
+    b.position_at_end(head)
+    done = b.phi(I32, name="done")
+    done.add_incoming(ir.Constant(I32, 0), entry)
+    b.cbranch(b.icmp_signed("<", done, n), body, done_bb)
+    b.position_at_end(body)
+    left = b.sub(n, done)
+    cnt = b.select(b.icmp_signed("<", left, bs), left, bs)
+    off = b.mul(b.sext(done, I64), ir.Constant(I64, real_size))
+
+    def fill(k, src, dst):
+        # for (c = 0; c < k; c++) dst[c] = src[c] + off
+        pre = b.block
+        lp = fn.append_basic_block("fill")
+        after = fn.append_basic_block("filled")
+        b.cbranch(b.icmp_signed(">", k, ir.Constant(I32, 0)), lp, after)
+        b.position_at_end(lp)
+        c = b.phi(I32)
+        c.add_incoming(ir.Constant(I32, 0), pre)
+        p = b.load(b.gep(src, [c], source_etype=PTR), typ=PTR)
+        b.store(b.gep(p, [off], source_etype=I8), b.gep(dst, [c], source_etype=PTR))
+        nxt = b.add(c, ir.Constant(I32, 1))
+        c.add_incoming(nxt, lp)
+        b.cbranch(b.icmp_signed("<", nxt, k), lp, after)
+        b.position_at_end(after)
+
+    fill(nin, ins, ip)
+    fill(nout, outs, op)
+    b.call(comp, [state, cnt, ip, op])  # an indirect call through the pointer argument
+    nxt = b.add(done, bs)
+    done.add_incoming(nxt, b.block)
+    b.branch(head)
+    b.position_at_end(done_bb)
+    b.ret_void()
+    j = jit()
+    obj, _ = j.emit_object(str(m))
+    with j.lock:
+        j.engine.add_object_file(j.llvm.ObjectFileRef.from_data(obj))
+        j.engine.finalize_object()
+        f = _RUN_BLOCKS(j.engine.get_function_address(fn.name))
+    with _JIT_LOCK:
+        _DRIVERS[double] = f
+    return f

@@ -536,7 +536,11 @@ class _Scheduler:
         key = ("table", gen, size)
         slot = self.memo.get(key)
         if slot is None:
-            slot = self._fill(gen, size, nature, "ftbl")
+            if gen.op == "waveform" and len(gen.attr) == size and self.t.nature[gen] == nature:
+                # a waveform's first `size` values are its values: no generator to run
+                slot = self.new_slot("ftbl", nature, size, "table", init=list(gen.attr))
+            else:
+                slot = self._fill(gen, size, nature, "ftbl")
             self.memo[key] = slot
         return self.bind(s, LoadAt(slot, self._clamp(idx, size), nature), rate)
 

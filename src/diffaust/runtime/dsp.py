@@ -253,9 +253,12 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
             meta, obj = hit
             addrs = jit().load(obj, meta["sym"]) if "sym" in meta else None
             if addrs is not None:
+                _warn(meta.get("warnings", ()))
                 return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
     st = run_pipeline(source, filename, opts)
+    _warn(st.warnings)
     meta = _metadata(st)
+    meta["warnings"] = list(st.warnings)
     from ..codegen.llvm import build_module
 
     sym = "dsp_" + key
@@ -274,6 +277,15 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
         meta["files"] = meta_files
         cache.store(key, meta, obj)
     return Dsp(meta, init_a, comp_a, source, filename, opts, sample_rate, "\n".join(st.trace))
+
+
+def _warn(messages) -> None:
+    import warnings
+
+    from ..errors import DiffaustWarning
+
+    for m in messages:
+        warnings.warn(m, DiffaustWarning, stacklevel=3)
 
 
 def _metadata(st) -> dict:

@@ -41,6 +41,7 @@ class Stages:
     box: object = None
     metadata: list = field(default_factory=list)
     files: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)       # messages for the user (missing soundfile...)
     outputs: list = field(default_factory=list)        # primal output signals
     diff_params: list = field(default_factory=list)    # control signals, UI order
     tangents: list = field(default_factory=list)       # [output][param]
@@ -77,8 +78,14 @@ def propagate_box(st: Stages, opts: CompileOptions):
     from ..boxes.box import arity
     from ..signals.propagate import propagate_program
 
+    from ..signals.propagate import PropagateContext
+
     st.inputs, _ = arity(st.box)
-    st.outputs = list(propagate_program(st.box, st.name))
+    base = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
+    ctx = PropagateContext(name=st.name, base_dir=base)
+    st.outputs = list(propagate_program(st.box, st.name, ctx))
+    st.warnings.extend(ctx.warnings)
+    st.files.extend(ctx.files)
 
 
 def normalize_signals(st: Stages, opts: CompileOptions):

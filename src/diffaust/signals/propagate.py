@@ -33,16 +33,19 @@ class PropagateContext:
     name: str = "dsp"
     counter: int = 0
     memo: dict = field(default_factory=dict)
+    base_dir: str = "."                                   # where relative soundfile names are looked up
+    warnings: list = field(default_factory=list)          # messages for the user (missing soundfiles...)
+    files: list = field(default_factory=list)             # files read (soundfiles), for the compile cache
 
     def fresh(self, prefix: str = "R") -> str:
         self.counter += 1
         return f"{prefix}{self.counter}"
 
 
-def propagate_program(box, name: str = "dsp") -> list[Sig]:
+def propagate_program(box, name: str = "dsp", ctx: PropagateContext | None = None) -> list[Sig]:
     """Output signals of `box`, its inputs being the program inputs."""
     ins, _ = arity(box)
-    ctx = PropagateContext(name=name)
+    ctx = ctx or PropagateContext(name=name)
     return propagate(box, tuple(input_(i) for i in range(ins)), ctx, ())
 
 
@@ -142,7 +145,9 @@ def _propagate(box, inputs, ctx, slots):
             outs.append(acc if acc is not None else const(0))
         return tuple(outs)
     if t is BSoundfile:
-        raise FaustEvalError("soundfile is not supported yet", box.span)
+        from .soundfile import soundfile_signals
+
+        return soundfile_signals(box, inputs, ctx)
     raise FaustEvalError(f"internal: cannot propagate {t.__name__}", getattr(box, "span", None))
 
 
