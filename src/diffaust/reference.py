@@ -501,9 +501,9 @@ def build_cpp(cpp_text: str, *, double: bool = False, opt: str = "-O1") -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir()))
     try:
         (tmp / "gen.cpp").write_text(cpp_text)
-        (tmp / "unit.cpp").write_text(unit)
+        (tmp / "unit.cpp").write_text(DRIVER_CPP)
         _run([CXX, *flags, "-DFAUSTREF_UNIT", "-c", "unit.cpp", "-o", "unit.o"], tmp, "g++")
-        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm", *libs], tmp, "link")
+        _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm"], tmp, "link")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

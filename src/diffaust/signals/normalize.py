@@ -428,9 +428,44 @@ def _add_with_sign(p1: bool, v1: Sig, p2: bool, v2: Sig):
     return False, mk("prim", "+", (v1, v2))
 
 
+def associate_like_c(norm: Normalizer, roots) -> list:
+    """a + (b + c) → (a + b) + c, a·(b·c) → (a·b)·c for real terms computed inline.
+
+    Faust prints a right operand of the same associative operator without
+    parentheses, so the C++ it generates (the reference) evaluates the sum from
+    the left.  A right operand is inline when it is used once and has the rate
+    (order) of its parent; shared or slower terms become variables and keep
+    their place."""
+    uses: dict = {}
+    order_nodes = walk(roots)
+    for n in order_nodes:
+        for a in n.args:
+            uses[a] = uses.get(a, 0) + 1
+    new: dict = {}
+    for n in order_nodes:
+        args = tuple(new[a] for a in n.args)
+        r = n if args == n.args else mk(n.op, n.attr, args)
+        if r is not n and n in norm.nat_of:
+            norm.nat_of.setdefault(r, norm.nat_of[n])
+        if n.op == "prim" and n.attr in ("+", "*") and norm.nature(n) == "real":
+            a, b = n.args
+            while (b.op == "prim" and b.attr == n.attr and uses.get(b, 0) == 1
+                   and norm.nature(b) == "real" and norm.nature(a) == "real"
+                   and norm.order(b) == norm.order(n)):
+                left = mk("prim", n.attr, (new[a], new[b.args[0]]))
+                norm.nat_of.setdefault(left, "real")
+                a, b = left, b.args[1]
+                new.setdefault(a, a)
+                r = mk("prim", n.attr, (a, new[b]))
+                norm.nat_of.setdefault(r, "real")
+        new[n] = r
+    return [new[r] for r in roots]
+
+
 def normalize_signals(roots, types=None) -> list:
     """`roots` rebuilt in Faust's normal form (see the module docstring)."""
     roots = list(roots)
     if types is None:
         types = infer_types(roots)
-    return Normalizer(types.nature).run(roots)
+    norm = Normalizer(types.nature)
+    return associate_like_c(norm, norm.run(roots))
