@@ -56,7 +56,6 @@ CI_SUBSET = (
     "filtering/lowCut.dsp",
     "filtering/vcfWahLab.dsp",
     "gameaudio/rain.dsp",
-    "generator/churchOrgan.dsp",
     "generator/noise.dsp",
     "generator/osc.dsp",
     "generator/sawtoothLab.dsp",
@@ -91,7 +90,7 @@ def _compare(got: np.ndarray, ref: np.ndarray, tol: float) -> Optional[str]:
         rel = np.abs(got - ref) / (1 + np.abs(ref))
         worst = float(np.nanmax(np.where(ok, 0.0, np.where(np.isnan(rel), np.inf, rel))))
     return (f"{len(bad)} samples differ, worst {worst:.3g}; first at output {ch}, sample {k}: "
-            f"diffaust {got[ch, k]!r}, faust {ref[ch, k]!r}")
+            f"diffaust {float(got[ch, k])!r}, faust {float(ref[ch, k])!r}")
 
 
 def _error_text(e: BaseException) -> str:
