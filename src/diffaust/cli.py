@@ -521,6 +521,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"{PROG}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
+    except RecursionError:  # a stage without its own depth guard (e.g. printing a very deep box)
+        print(f"{PROG}: error: program too deeply nested to process", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print(f"{PROG}: error: out of memory (program too large?)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

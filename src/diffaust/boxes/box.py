@@ -235,13 +235,14 @@ def arity(box: Box) -> tuple[int, int]:
 def _install_cached_hash(cls):
     structural = cls.__hash__
 
+    # (no try/except KeyError: raising an exception costs O(stack depth) in CPython 3.11,
+    # which made hashing a deep par/seq chain quadratic)
     def __hash__(self, _structural=structural):
-        try:
-            return self.__dict__["_hash"]
-        except KeyError:
+        h = self.__dict__.get("_hash")
+        if h is None:
             h = _structural(self)
             object.__setattr__(self, "_hash", h)
-            return h
+        return h
 
     cls.__hash__ = __hash__
 

@@ -552,16 +552,18 @@ class Evaluator:
                 x.count.span,
             )
         self.iterations += n
-        if self.iterations > MAX_TOTAL_ITERATIONS:
-            raise FaustEvalError(
-                f"too many iterations in all: this {x.kind}({x.var}, {n}, ...) brings the copies made by "
-                f"par/seq/sum/prod above {MAX_TOTAL_ITERATIONS} (nested or recursive iterations?)",
-                x.count.span,
-            )
+        self._check_iterations(x, n, self.iterations)
         kind = x.kind
 
+        first = [True]
+
         def item(i):
-            return self.box(self.eval(x.body, self.bind(env, x.var, BConst(i, span=x.span))), x.body.span)
+            before = self.iterations
+            r = self.box(self.eval(x.body, self.bind(env, x.var, BConst(i, span=x.span))), x.body.span)
+            if first[0] and n > 1:  # the first copy's own iterations, times n: refuse early
+                first[0] = False
+                self._check_iterations(x, n, self.iterations + (self.iterations - before) * (n - 1))
+            return r
 
         if n == 0:
             if kind == "seq":
@@ -581,6 +583,15 @@ class Evaluator:
                 res = BSeq(BPar(res, item(i), span=x.span), BPrim(op, span=x.span), span=x.span)
             return res
         raise FaustEvalError(f"unknown iteration '{kind}'", x.span)
+
+    def _check_iterations(self, x, n, total):
+        if total > MAX_TOTAL_ITERATIONS:
+            raise FaustEvalError(
+                f"too many iterations in all: this {x.kind}({x.var}, {n}, ...) brings the copies made by "
+                f"par/seq/sum/prod to {total}, at most {MAX_TOTAL_ITERATIONS} are supported "
+                f"(nested or recursive iterations?)",
+                x.count.span,
+            )
 
     def ev_widget(self, x, env):
         label = self.eval_label(x.label, env, x.span)

@@ -447,9 +447,12 @@ class _Scheduler:
                                  "(use a constant, a slider, or clamp it with min/max)")
         if lo < 0:
             raise FaustTypeError(f"negative delay: the delay amount may be as low as {lo:g}")
-        if math.isinf(hi) or hi > 2**24:
+        if math.isinf(hi):
             raise FaustTypeError("cannot bound the delay: the delay amount has no known maximum "
                                  "(use a constant, a slider, or min(d, N))")
+        if hi > 2**24:
+            raise FaustTypeError(f"delay too long: the delay amount may be as high as {hi:g} samples, "
+                                 f"at most {2**24} (2^24) are supported (clamp it with min(d, N))")
         maxd = int(hi)
         self._type_extra(x)
         line = self._line(x)

@@ -84,6 +84,11 @@ def propagate_box(st: Stages, opts: CompileOptions):
     base = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
     ctx = PropagateContext(name=st.name, base_dir=base)
     st.outputs = list(propagate_program(st.box, st.name, ctx))
+    if not st.outputs:  # as Faust: "the Faust program has no output signal"
+        from ..errors import FaustEvalError
+
+        raise FaustEvalError("the program has no output signal ('process' has 0 outputs)",
+                             getattr(st.box, "span", None))
     st.warnings.extend(ctx.warnings)
     st.files.extend(ctx.files)
 

@@ -189,6 +189,9 @@ def _control(x: Sig, c: Sig, ctx) -> Sig:
     return proj(0, rec(var, (body,)))
 
 
+MAX_DELAY = 1 << 24  # samples; codegen/schedule.py refuses longer delay lines too
+
+
 def _const_int(s: Sig, what: str, span) -> int:
     if s.op != "const":
         raise FaustEvalError(f"{what} must be a constant number", span)
@@ -200,6 +203,14 @@ def _prim(box: BPrim, args, ctx) -> Sig:
     if name == "mem":
         return B.mem(args[0])
     if name == "@":
+        if args[1].op == "const":  # a constant delay: check it here, where its place is known
+            d = float(args[1].attr[1])
+            d_txt = f"{int(d)}" if d.is_integer() else f"{d:g}"
+            if d < 0:
+                raise FaustEvalError(f"negative delay: '@' by {d_txt} samples (a delay must be >= 0)", box.span)
+            if d > MAX_DELAY:
+                raise FaustEvalError(f"delay too long: '@' by {d_txt} samples, at most {MAX_DELAY} (2^24) "
+                                     "are supported", box.span)
         return B.delay(args[0], args[1])
     if name == "prefix":
         return B.prefix(args[0], args[1])
@@ -213,6 +224,9 @@ def _prim(box: BPrim, args, ctx) -> Sig:
         if size <= 0:
             raise FaustEvalError(f"rwtable size must be positive, got {size}", box.span)
         return mk("rwtable", size, (args[1], args[2], args[3], args[4]))
+    if name in ("/", "%") and len(args) == 2 and args[1].op == "const" and args[1].attr[1] == 0:
+        raise FaustEvalError(f"{'division' if name == '/' else name} by 0 (the right operand of "
+                             f"'{name}' is the constant 0)", box.span)
     if name == "enable":
         # enable(x, c) = control(x·c, c): Faust 2.54 (its default -es 1) multiplies, then holds
         return _control(B.mul(args[0], args[1]), args[1], ctx)
