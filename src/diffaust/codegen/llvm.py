@@ -37,6 +37,7 @@ PTR = ir.PointerType()
 
 X86_CVTT = True  # float -> int through x86's cvtt instructions (see _Lower.fptosi)
 SHIFT_MAX = 16  # ring lines up to this size, read at constant delays only: registers (see shift_lines)
+SHIFT_BUDGET = 32  # ... as long as they need no more registers than this in all
 
 
 def layout(prog: Program) -> tuple[dict, int]:
@@ -422,30 +423,29 @@ class _Lower:
         bad: set = set()
         seen: set = set()
 
-        def walk(x, in_loop):
-            if isinstance(x, (list, tuple)):
-                for y in x:
-                    walk(y, in_loop)
-                return
-            if not hasattr(x, "__dataclass_fields__"):
-                return
-            key = (id(x), in_loop)
-            if key in seen:
-                return
-            seen.add(key)
-            if isinstance(x, LineRead):
-                if in_loop and isinstance(x.delay, Const) and x.delay.nature == "int":
-                    d = int(x.delay.value)
-                    reads[x.line] = max(reads.get(x.line, 0), d)
-                else:
+        def walk(root, in_loop):  # iterative: expressions can be deeper than the recursion limit
+            stack = [root]
+            while stack:
+                x = stack.pop()
+                if isinstance(x, (list, tuple)):
+                    stack.extend(x)
+                    continue
+                fields = getattr(x, "__dataclass_fields__", None)
+                if fields is None or id(x) in seen:
+                    continue
+                seen.add(id(x))
+                if isinstance(x, LineRead):
+                    if in_loop and isinstance(x.delay, Const) and x.delay.nature == "int":
+                        reads[x.line] = max(reads.get(x.line, 0), int(x.delay.value))
+                    else:
+                        bad.add(x.line)
+                elif isinstance(x, (LineWrite, LineCommit)) and not in_loop:
                     bad.add(x.line)
-            elif isinstance(x, (LineWrite, LineCommit, Fill)) and not in_loop:
-                bad.add(getattr(x, "line", None))
-            for f in x.__dataclass_fields__:
-                walk(getattr(x, f), in_loop)
+                stack.extend(getattr(x, f) for f in fields)
 
-        walk(self.prog.init, False)
+        walk(self.prog.init, False)  # table generators (Fill) have lines of their own
         walk(self.prog.block, False)
+        seen.clear()
         walk(self.prog.sample, True)
         walk(self.prog.post, True)
         out = {}
@@ -455,6 +455,8 @@ class _Lower:
                     or not (0 <= dmax < line.size)):
                 continue
             out[name] = dmax
+        if sum(out.values()) > SHIFT_BUDGET:
+            return {}  # more registers than the machine has: the ring buffers (in L1) do better
         return out
 
     def with_shift_registers(self, b, env):
