@@ -32,10 +32,8 @@ from diffaust.errors import DiffaustError
 from diffaust.runtime.dsp import _read_source
 from diffaust.runtime.pipeline import CompileOptions, run_pipeline
 
-HERE = Path(__file__).resolve().parent
-PROGRAMS = sorted((HERE / "programs").glob("*.dsp"))
-EXAMPLES_DIR = HERE.parent / "src" / "diffaust" / "examples"
-EXAMPLES = sorted(EXAMPLES_DIR.rglob("*.dsp"))
+from test_reference import EXAMPLES, HERE, PROGRAMS, _name, header_params  # the same corpus, named alike
+
 N = 4096
 BLOCK = 256
 TOL = {True: 1e-12, False: 1e-6}
@@ -56,19 +54,6 @@ TEXTS = {
                 'n = fvariable(int count, <math.h>);\n'
                 'process(x) = f(x, 0.5) + sr / 44100.0 + n * 1e-3 + nentry("e [diff:1]", 1, 0, 2, 0.5) * x;'),
 }
-
-
-def _name(path: Path) -> str:
-    if path.is_relative_to(EXAMPLES_DIR):
-        return "example/" + path.relative_to(EXAMPLES_DIR).with_suffix("").as_posix()
-    return path.stem
-
-
-def header_params(path: Path) -> dict | None:
-    m = re.search(r"^//\s*test-params:\s*(.+)$", path.read_text(), re.M)
-    if not m:
-        return None
-    return {k: float(v) for k, v in (kv.split("=", 1) for kv in m.group(1).split())}
 
 
 SOURCES = [(_name(p), p) for p in PROGRAMS + EXAMPLES] + [(k, v) for k, v in TEXTS.items()]

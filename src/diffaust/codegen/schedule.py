@@ -28,8 +28,7 @@ from typing import Optional
 
 from ..errors import FaustTypeError
 from ..primitives.table import PRIMITIVES
-from ..signals import build as B
-from ..signals.nodes import Sig, const
+from ..signals.nodes import Sig
 from ..signals.types import Types
 
 # ---------------------------------------------------------------- expressions
@@ -632,11 +631,17 @@ def _loaded(library: str) -> bool:
     return False
 
 
+@functools.lru_cache(maxsize=None)
+def _process_symbols():
+    """The process's global symbol table (libc, libm and loaded libraries), as ctypes sees it."""
+    return ctypes.CDLL(None)
+
+
 def check_foreign(fname: str, f) -> None:
     """A foreign function must resolve in this process (libm and libc are loaded; an
     ffunction's library is loaded when named): else a clear error, not a JIT abort."""
     _loaded(f.library)
-    if not hasattr(ctypes.CDLL(None), fname):
+    if not hasattr(_process_symbols(), fname):
         what = f" (library \"{f.library}\")" if f.library else ""
         raise FaustTypeError(f"foreign function '{fname}' declared with ffunction from {f.include or 'no header'}"
                              f"{what} cannot be found: it is neither in the C math library nor in a loaded library")

@@ -31,12 +31,11 @@ it did.  The pass keeps each node's nature; where a rule would change it (`i +
 
 from __future__ import annotations
 
-from typing import Optional
 
 from ..errors import FaustEvalError
 from . import build as B
 from .nodes import Sig, const, mk, walk, wrap_int
-from .types import infer_types, local_nature
+from .types import infer_natures, local_nature
 
 ARITH = ("+", "-", "*", "/")
 
@@ -462,10 +461,8 @@ def associate_like_c(norm: Normalizer, roots) -> list:
     return [new[r] for r in roots]
 
 
-def normalize_signals(roots, types=None) -> list:
+def normalize_signals(roots) -> list:
     """`roots` rebuilt in Faust's normal form (see the module docstring)."""
     roots = list(roots)
-    if types is None:
-        types = infer_types(roots)
-    norm = Normalizer(types.nature)
+    norm = Normalizer(infer_natures(roots))
     return associate_like_c(norm, norm.run(roots))

@@ -162,6 +162,17 @@ class Types:
         return self.nature[s] == "int"
 
 
+def infer_natures(roots, order=None) -> dict:
+    """Nature ('int' | 'real') of every node reachable from `roots` (recursions: fixpoint)."""
+    order = walk(roots) if order is None else order
+    memo: dict = {}
+    env: dict = {}
+    for n in reversed(order):  # enclosing groups before the groups nested in them
+        if n.op == "rec":
+            env[n.attr] = group_natures(n, env)
+    return {n: _nature_in(n, env, memo) for n in order}
+
+
 def infer_types(roots) -> Types:
     """The typing pass over every node reachable from `roots`."""
     t = Types()
@@ -170,13 +181,7 @@ def infer_types(roots) -> Types:
     for n in order:
         if n.op == "rec":
             t.groups[n.attr] = n
-    memo: dict = {}
-    env: dict = {}
-    for n in reversed(order):  # enclosing groups before the groups nested in them
-        if n.op == "rec":
-            env[n.attr] = group_natures(n, env)
-    for n in order:
-        t.nature[n] = _nature_in(n, env, memo)
+    t.nature = infer_natures(roots, order)
     for n in order:
         t.rate[n] = _rate(n, t)
         t.interval[n] = _interval(n, t)
