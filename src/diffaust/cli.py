@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="loss.png", help="output PNG (default: the CSV name with .png)")
     p.set_defaults(func=cmd_plot)
 
+    # conformance (its own parser: diffaust.conformance.main)
+    sub.add_parser("conformance", allow_abbrev=False, add_help=False,
+                   help="render real Faust programs with diffaust and with the faust compiler, compare "
+                        "(see 'diffaust conformance --help')")
+
     # examples
     p = sub.add_parser("examples", allow_abbrev=False, help="list the bundled examples")
     p.add_argument("--path", action="store_true", help="print the examples folder and exit")
@@ -492,6 +497,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not argv:
         parser.print_help()
         return 2
+    if argv[0] == "conformance":
+        from .conformance import main as conformance_main
+
+        try:
+            return conformance_main(argv[1:], prog=f"{PROG} conformance")
+        except SystemExit as e:  # its --help or a usage error
+            return e.code if isinstance(e.code, int) else 0
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
     try:
         args = parser.parse_args(argv)
     except _ArgError as e:

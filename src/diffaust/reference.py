@@ -357,6 +357,21 @@ def _unit_text(text: str, incs) -> tuple[str, list[str]]:
     return SOUND_PRELUDE + DRIVER_CPP + "#ifdef FAUSTREF_UNIT\n" + post + "#endif\n", ["-lsndfile"]
 
 
+def _header_dirs(gen_cpp: str, incs) -> list[str]:
+    """-I flags for the headers the generated C++ includes (ffunction headers): found in the
+    program's folders or an installed Faust's architecture folders, as diffaust finds them."""
+    import re
+
+    from diffaust.codegen.foreign_c import find_header
+
+    flags: list[str] = []
+    for name in re.findall(r'^#include\s*[<"]([^>"]+)[>"]', gen_cpp, re.M):
+        path = find_header(name, incs)
+        if path and os.path.dirname(path) not in flags:
+            flags += ["-I", os.path.dirname(path)]
+    return flags
+
+
 def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
           include_dirs=()) -> Path:
     """Compile ``source`` (text or Path) and return the path of the cached binary."""
@@ -378,7 +393,8 @@ def build(source, *, double: bool = False, opt: str = "-O1", faust_args=(),
         (tmp / "prog.dsp").write_text(text)
         _run([FAUST, *fargs, "prog.dsp", "-o", "gen.cpp"], tmp, "faust")
         (tmp / "unit.cpp").write_text(unit)
-        _run([CXX, *flags, "-DFAUSTREF_UNIT", "-c", "unit.cpp", "-o", "unit.o"], tmp, "g++")
+        hdirs = _header_dirs((tmp / "gen.cpp").read_text(), incs)
+        _run([CXX, *flags, *hdirs, "-DFAUSTREF_UNIT", "-c", "unit.cpp", "-o", "unit.o"], tmp, "g++")
         _run([CXX, "unit.o", str(driver), "-o", "prog", "-lm", *libs], tmp, "link")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

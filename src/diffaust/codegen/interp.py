@@ -9,6 +9,7 @@ with the same conversions and primitive semantics the LLVM lowering uses.
 
 from __future__ import annotations
 
+import ctypes
 import math
 
 import numpy as np
@@ -40,6 +41,7 @@ class _Machine:
                 self.mem[s.name][:] = s.init
         self.mem["fSamplingFreq"][0] = sample_rate
         self.lines = {line.name: line for line in prog.lines.values()}
+        self.calls: dict = {}
 
     # -- expressions
     def ev(self, e, env):
@@ -67,13 +69,28 @@ class _Machine:
             d = int(self.ev(e.delay, env))
             return buf[(int(self.mem[line.iota][0]) - d) & line.mask]
         if t is Call:
-            args = [float(self.ev(a, env)) for a in e.args]
-            fn = getattr(math, e.fname.rstrip("f"), None) or getattr(math, e.fname, None)
-            if fn is None:
-                raise DiffaustError(f"interp: unknown foreign function {e.fname}")
-            r = fn(*args)
+            args = [self.ev(a, env) for a in e.args]
+            r = self.foreign(e, args)(*(a.item() for a in args))
             return I32(r) if e.nature == "int" else self.R(r)
         raise DiffaustError(f"interp: cannot evaluate {t.__name__}")
+
+    def foreign(self, e, args):
+        """The C function a Call links (libm's, or a header function's shim), through ctypes
+        with the argument and result types the compiled code uses."""
+        ctype = {np.dtype(I32): ctypes.c_int, np.dtype(np.float32): ctypes.c_float,
+                 np.dtype(np.float64): ctypes.c_double}
+        sym = e.symbol or e.fname
+        key = (sym, tuple(a.dtype for a in args), e.nature)
+        fn = self.calls.get(key)
+        if fn is None:
+            try:
+                fn = getattr(ctypes.CDLL(None), sym)
+            except AttributeError:
+                raise DiffaustError(f"interp: unknown foreign function {e.fname}") from None
+            fn.argtypes = [ctype[a.dtype] for a in args]
+            fn.restype = ctypes.c_int if e.nature == "int" else ctype[np.dtype(self.R)]
+            self.calls[key] = fn
+        return fn
 
     def to_int(self, v) -> np.int32:
         f = float(v)

@@ -128,7 +128,7 @@ class _Lower:
             return self.op(b, e, env)
         if t is Call:
             args = [self.expr(b, a, env) for a in e.args]
-            f = self.fn(e.fname, self.ty(e.nature), [a.type for a in args])
+            f = self.fn(e.symbol or e.fname, self.ty(e.nature), [a.type for a in args])
             return b.call(f, args)
         if t is LineRead:
             return self.line_read(b, e, env)

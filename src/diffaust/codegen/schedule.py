@@ -86,6 +86,7 @@ class Call:
     fname: str
     args: tuple
     nature: str
+    symbol: str = ""  # what the JIT links (a header function's shim); fname when empty
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,7 @@ class Program:
     params: list = field(default_factory=list)  # (slot name, Control), UI order
     bargraphs: list = field(default_factory=list)
     iotas: list = field(default_factory=list)
+    foreign: dict = field(default_factory=dict)  # C name → JIT symbol (header-defined ffunctions)
 
     def slot(self, name: str) -> Slot:
         return self._index[name]
@@ -337,10 +339,12 @@ class _Scheduler:
             return self._prim(s, rate)
         if op == "ffun":
             f = s.attr
-            fname = f.names[0] if self.prog.real == "float" or len(f.names) < 2 else f.names[1]
-            check_foreign(fname, f)
+            fname = foreign_name(f, self.prog.real == "double")
+            symbol = self.prog.foreign.get(fname)
+            if symbol is None:
+                check_foreign(fname, f)
             args = tuple(self.arg(a, "int" if ty == "int" else "real") for a, ty in zip(s.args, f.arg_types))
-            return self.bind(s, Call(fname, args, nature), rate)
+            return self.bind(s, Call(fname, args, nature, symbol or fname), rate)
         if op == "delay":
             return self._delay(s)
         if op == "proj":
@@ -591,9 +595,12 @@ class LineRead:
     nature: str
 
 
-def schedule(outputs, types: Types, inputs: int, double: bool = False) -> Program:
-    """The scheduling pass: typed output signals → Program."""
+def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=None) -> Program:
+    """The scheduling pass: typed output signals → Program.
+
+    foreign: {C name: JIT symbol} of ffunctions defined in headers (codegen.foreign_c)."""
     prog = Program(inputs=inputs, outputs=len(outputs), real="double" if double else "float")
+    prog.foreign = dict(foreign or {})
     prog.slots.append(Slot("fSamplingFreq", "int", 1, "sr"))
     # widgets first, in UI order, so parameter slots have stable indices
     from ..signals.nodes import walk
@@ -635,6 +642,17 @@ def _loaded(library: str) -> bool:
 def _process_symbols():
     """The process's global symbol table (libc, libm and loaded libraries), as ctypes sees it."""
     return ctypes.CDLL(None)
+
+
+def foreign_name(f, double: bool) -> str:
+    """The C name an ffunction calls at a precision: its first name in float, its second in double."""
+    return f.names[1] if double and len(f.names) >= 2 else f.names[0]
+
+
+def resolvable(fname: str, f) -> bool:
+    """Whether the process can link `fname` (libm, libc, or the ffunction's named library)."""
+    _loaded(f.library)
+    return hasattr(_process_symbols(), fname)
 
 
 def check_foreign(fname: str, f) -> None:

@@ -251,7 +251,7 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
         hit = cache.load(key)
         if hit is not None:
             meta, obj = hit
-            addrs = jit().load(obj, meta["sym"]) if "sym" in meta else None
+            addrs = jit().load(obj, meta["sym"]) if "sym" in meta and _load_foreign(meta) else None
             if addrs is not None:
                 _warn(meta.get("warnings", ()))
                 return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
@@ -259,6 +259,7 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
     _warn(st.warnings)
     meta = _metadata(st)
     meta["warnings"] = list(st.warnings)
+    meta["foreign_libs"] = list(st.foreign_libs)
     from ..codegen.llvm import build_module
 
     sym = "dsp_" + key
@@ -277,6 +278,18 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
         meta["files"] = meta_files
         cache.store(key, meta, obj)
     return Dsp(meta, init_a, comp_a, source, filename, opts, sample_rate, "\n".join(st.trace))
+
+
+def _load_foreign(meta: dict) -> bool:
+    """Load the header-function shims a cached object links against; False if one is gone."""
+    from ..codegen.foreign_c import load_library
+
+    libs = meta.get("foreign_libs", ())
+    if not all(os.path.exists(p) for p in libs):
+        return False
+    for p in libs:
+        load_library(p)
+    return True
 
 
 def _warn(messages) -> None:

@@ -51,6 +51,8 @@ class Stages:
     trace: list = field(default_factory=list)
     inputs: int = 0
     name: str = "dsp"
+    foreign: dict = field(default_factory=dict)        # C name → JIT symbol of header-defined ffunctions
+    foreign_libs: list = field(default_factory=list)   # shared libraries those symbols live in
 
 
 def parse_source(st: Stages, opts: CompileOptions):
@@ -118,13 +120,42 @@ def infer_types(st: Stages, opts: CompileOptions):
     st.types = infer(st.signals)
 
 
+def link_foreign(st: Stages, opts: CompileOptions):
+    """ffunctions defined in C/C++ headers (not in libm nor a named library): build their shim."""
+    from ..codegen.foreign_c import build_shim, header_name
+    from ..codegen.schedule import foreign_name, resolvable
+    from ..signals.nodes import walk
+
+    funcs, includes = {}, []
+    for n in walk(st.signals):
+        if n.op != "ffun":
+            continue
+        f = n.attr
+        name = foreign_name(f, opts.double)
+        if name in funcs or resolvable(name, f):
+            continue
+        funcs[name] = (name, tuple(f.arg_types), f.result_type)
+        inc = (f.include or "").strip()
+        if inc and header_name(inc) not in map(header_name, includes):  # <f.h> and "f.h": once
+            includes.append(inc)
+    if not funcs:
+        return
+    base = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
+    shim = build_shim(list(funcs.values()), includes, "double" if opts.double else "float",
+                      (*opts.import_dirs, base))
+    st.foreign = dict(shim.symbols)
+    st.foreign_libs = [shim.library]
+    st.files.extend(shim.headers)
+
+
 def schedule_program(st: Stages, opts: CompileOptions):
     from ..codegen.schedule import schedule
 
-    st.program = schedule(st.signals, st.types, st.inputs, opts.double)
+    st.program = schedule(st.signals, st.types, st.inputs, opts.double, foreign=st.foreign)
 
 
-PASSES = [parse_source, evaluate_ast, propagate_box, normalize_signals, differentiate, infer_types, schedule_program]
+PASSES = [parse_source, evaluate_ast, propagate_box, normalize_signals, differentiate, infer_types, link_foreign,
+          schedule_program]
 
 
 def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Optional[str] = None) -> Stages:
