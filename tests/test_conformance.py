@@ -47,3 +47,24 @@ def test_ci_subset_matches_faust(faust_ref):
     text = C.format_report(report)
     for prec in ("double", "float"):
         assert len(report.passed(prec)) == len(report.counted(prec)) == len(files), text
+
+
+def test_cli_runs_the_conformance_command(capsys):
+    from diffaust.cli import main
+
+    assert main(["conformance", "--bogus"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "diffaust conformance: error: unrecognized arguments: --bogus (see 'diffaust conformance --help')"
+    assert main(["conformance", "--help"]) == 0
+    assert "--subset" in capsys.readouterr().out
+
+
+@pytest.mark.reference
+def test_cli_conformance_on_one_program(faust_ref, tmp_path, capsys):
+    from diffaust.cli import main
+
+    f = tmp_path / "one.dsp"
+    f.write_text("process = _ : + ~ *(0.5);")
+    assert main(["conformance", "-q", "--precision", "double", str(f)]) == 0
+    out = capsys.readouterr().out
+    assert "double: 1/1 programs match the reference (100.0%" in out
