@@ -95,6 +95,38 @@ def _compare(got: np.ndarray, ref: np.ndarray, tol: float) -> Optional[str]:
             f"diffaust {float(got[ch, k])!r}, faust {float(ref[ch, k])!r}")
 
 
+def _mangle(path: str) -> str:
+    """A path as Faust's MapUI spells it (PathBuilder: ' # * , ? [ ] { } ( )' become '_')."""
+    return re.sub(r"[ #*,?\[\]{}()]", "_", path)
+
+
+def _param_table_diff(dsp, info: dict, path: Path) -> Optional[str]:
+    """None when diffaust's parameters are Faust's (paths, kinds, init/min/max/step), else
+    the first difference.  The reference builds a copy named prog.dsp: its root folder
+    'prog' stands for the file's stem."""
+    def row(p_path, kind, init, lo, hi, step):
+        return (_mangle(p_path), kind, *(float(np.float32(v)) for v in (init, lo, hi, step)))
+
+    stem_root = "/" + _mangle(path.stem) + "/"
+    ref = []
+    for p in info["params"]:
+        if p["type"].endswith("bargraph"):
+            continue
+        rp = p["path"]
+        if rp.startswith("/prog/"):
+            rp = stem_root + rp[len("/prog/"):]
+        ref.append(row(rp, p["type"], p["init"], p["min"], p["max"], p["step"]))
+    got = [row(p.path, p.kind, p.init, p.min, p.max, p.step) for p in dsp.params]
+    ref.sort()
+    got.sort()
+    if ref == got:
+        return None
+    if len(ref) != len(got):
+        return f"{len(got)} parameters, faust has {len(ref)}"
+    a, b = next((a, b) for a, b in zip(got, ref) if a != b)
+    return f"diffaust {a}, faust {b}"
+
+
 def _error_text(e: BaseException) -> str:
     from .errors import DiffaustError
 
@@ -130,8 +162,11 @@ def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
             res.update(status="shape", detail=f"diffaust {dsp.inputs} inputs, {dsp.outputs} outputs; "
                                               f"faust {info['inputs']}, {info['outputs']}")
             continue
-        kinds = ("impulse", "noise") if info["inputs"] else ("zeros",)
         problems = []
+        ptab = _param_table_diff(dsp, info, path)
+        if ptab:
+            problems.append(f"parameters: {ptab}")
+        kinds = ("impulse", "noise") if info["inputs"] else ("zeros",)
         for kind in kinds:
             x = reference.make_input(kind, info["inputs"], n) if info["inputs"] else None
             try:
@@ -183,6 +218,8 @@ def cause_of(res: dict) -> str:
     """A failure's group: its status plus its message with names and numbers blanked."""
     status, detail = res["status"], res.get("detail", "")
     if status == "mismatch":
+        if detail.startswith("parameters:"):
+            return "parameter table differs"
         if "render failed" in detail:
             return "render failed: " + _blank(detail.split("render failed:", 1)[1])
         return "output differs beyond tolerance"

@@ -1099,6 +1099,29 @@ def _options(options) -> EvalOptions:
     return o
 
 
+def _environment_declares(program: A.Program) -> list:
+    """`declare key "value";` written inside the main file's `environment { }` blocks: global
+    metadata for Faust too (a program's name may be declared there)."""
+    out: list = []
+    stack = [program]
+    seen = set()
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        if isinstance(n, A.Environment):
+            out.extend(((st.span.line, st.span.col) if st.span else (0, 0), st) for st in n.defs
+                       if isinstance(st, A.Declare))
+        for v in vars(n).values() if hasattr(n, "__dict__") else ():
+            if isinstance(v, A.Node):
+                stack.append(v)
+            elif isinstance(v, tuple):
+                stack.extend(x for x in v if isinstance(x, A.Node))
+    out.sort(key=lambda p: p[0])
+    return [(f"{st.target}:{st.key}" if st.target else st.key, st.value) for _, st in out]
+
+
 def evaluate_program(program: A.Program, *, options=None) -> EvalResult:
     """Evaluate `process` of a parsed program into a block diagram."""
     opts = _options(options)
@@ -1113,6 +1136,7 @@ def evaluate_program(program: A.Program, *, options=None) -> EvalResult:
         ev.options = replace(opts, file_dir=file_dir)
         declares: list = []
         env = ev.file_env(program, file_dir, declares)
+        declares.extend(_environment_declares(program))
         if "process" not in env.defs:
             raise FaustEvalError(f"no 'process' definition in {program.file}", None)
         d = env.defs["process"]

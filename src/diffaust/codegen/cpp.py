@@ -370,10 +370,9 @@ def _ui_lines(em: _Emitter, prog: Program, groups: dict) -> list:
     stack: list = []
     pad = "        "
     for slot, c in widgets:
-        comps = [p for p in c.path.split("/")[1:]]
-        if not comps:
-            comps = [c.label]
-        gpath, label = comps[:-1], comps[-1]
+        comps = c.path.split("/")[1:]
+        k = len(c.label.split("/"))  # a label may hold slashes ("a/b" is one label, as in Faust)
+        gpath, label = (comps[:-k], c.label) if comps[-k:] == c.label.split("/") else (comps[:-1], comps[-1])
         k = 0
         while k < len(stack) and k < len(gpath) and stack[k] == gpath[k]:
             k += 1
@@ -653,11 +652,14 @@ def emit_cpp(program: Program, class_name: str = "mydsp", meta: dict | None = No
 
 
 def ui_groups(box, program_name: str) -> dict:
-    """{(path components...): (kind, meta)} for every UI group of an evaluated box."""
+    """{(path components...): (kind, meta)} for every UI group of an evaluated box, keyed
+    like the widgets' paths (signals.propagate.ui_path): under the program-name folder, or
+    under the lone top-level folder when there is one."""
     from ..boxes.box import Box, BSoundfile, BWidget
-    from ..signals.propagate import _META, parse_label
+    from ..signals.propagate import EMPTY_LABEL, lone_ui_folder, widget_folders
 
-    groups: dict = {(program_name,): ("v", ())}
+    lone = lone_ui_folder(box)
+    groups: dict = {} if lone else {(program_name,): ("v", ())}
     seen = set()
     stack = [box]
     while stack:
@@ -666,20 +668,13 @@ def ui_groups(box, program_name: str) -> dict:
             continue
         seen.add(id(b))
         if isinstance(b, (BWidget, BSoundfile)):
-            comps = [program_name]
-            for kind, glabel in b.groups:
-                g, gmeta = parse_label(glabel)
-                if g and g != "0x00":
-                    comps.append(g)
-                    groups.setdefault(tuple(comps), (kind if kind in _GROUP_OPEN else "v", gmeta))
-            if "/" in b.label:  # a label holding a path: "h:group/label" (as signals.propagate reads it)
-                pieces = _META.sub("", b.label).split("/")
-                for piece in pieces[:-1]:
-                    m = re.match(r"^([hvt]):", piece)
-                    text = re.sub(r"^[hvt]:", "", piece).strip()
-                    if text:
-                        comps.append(text)
-                        groups.setdefault(tuple(comps), (m.group(1) if m else "v", ()))
+            folders, _ = widget_folders(b.groups, b.label)
+            comps = [] if lone else [program_name]
+            for k, (kind, name, gmeta) in enumerate(folders):
+                if lone and k == 0 and name == EMPTY_LABEL:
+                    name = program_name  # an unnamed root folder takes the program's name
+                comps.append(name)
+                groups.setdefault(tuple(comps), (kind if kind in _GROUP_OPEN else "v", gmeta))
             continue
         for v in vars(b).values():
             if isinstance(v, Box):

@@ -414,9 +414,17 @@ class _Scheduler:
         return self.compile(s)
 
     def _type_extra(self, s: Sig):
-        from ..signals.types import infer_types
+        from ..signals.types import INF, infer_types
 
-        if s not in self.t.nature:
+        if s in self.t.nature:
+            return
+        g = s.args[0] if s.op == "proj" else None
+        if g is not None and g.op == "rec" and self.t.groups.get(g.attr) is g and g.attr in self.t.group_natures:
+            # a closed projection of a typed group: no need to re-type the whole group
+            self.t.nature[s] = self.t.group_natures[g.attr][s.attr]
+            self.t.rate[s] = "sample"
+            self.t.interval[s] = (-INF, INF)
+        else:
             extra = infer_types([s])
             for k in ("nature", "rate", "interval"):
                 for n, v in getattr(extra, k).items():

@@ -72,19 +72,20 @@ def evaluate_ast(st: Stages, opts: CompileOptions):
     st.metadata = list(res.metadata)
     st.files = list(res.files)
     for k, v in st.metadata:
-        if k == "name" and v:
+        if k == "name" and v:  # the first declared name is the program's (as Faust)
             st.name = v.strip('"')
+            break
 
 
 def propagate_box(st: Stages, opts: CompileOptions):
     from ..boxes.box import arity
     from ..signals.propagate import propagate_program
 
-    from ..signals.propagate import PropagateContext
+    from ..signals.propagate import PropagateContext, lone_ui_folder
 
     st.inputs, _ = arity(st.box)
     base = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
-    ctx = PropagateContext(name=st.name, base_dir=base)
+    ctx = PropagateContext(name=st.name, base_dir=base, drop_root=lone_ui_folder(st.box) is not None)
     st.outputs = list(propagate_program(st.box, st.name, ctx))
     if not st.outputs:  # as Faust: "the Faust program has no output signal"
         from ..errors import FaustEvalError

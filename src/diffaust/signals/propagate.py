@@ -31,6 +31,7 @@ class PropagateContext:
     """State of one propagation: fresh recursion names, memo, the program's name."""
 
     name: str = "dsp"
+    drop_root: bool = False  # the UI is one folder: paths start there, not at `name` (lone_ui_folder)
     counter: int = 0
     memo: dict = field(default_factory=dict)
     base_dir: str = "."                                   # where relative soundfile names are looked up
@@ -45,32 +46,147 @@ class PropagateContext:
 def propagate_program(box, name: str = "dsp", ctx: PropagateContext | None = None) -> list[Sig]:
     """Output signals of `box`, its inputs being the program inputs."""
     ins, _ = arity(box)
-    ctx = ctx or PropagateContext(name=name)
+    ctx = ctx or PropagateContext(name=name, drop_root=lone_ui_folder(box) is not None)
     return propagate(box, tuple(input_(i) for i in range(ins)), ctx, ())
 
 
-_META = re.compile(r"\[\s*([^:\]\s]+)\s*(?::\s*([^\]]*))?\]")
+
+EMPTY_LABEL = "0x00"  # Faust's name for a group or widget whose label is empty
+
+
+def _split_metadata(label: str) -> tuple[str, tuple]:
+    """Faust's extractMetadata: text outside brackets is the label, each `[key:value]`
+    (or `[key]`) is metadata; brackets nest inside metadata (`[tooltip: a [b] c]`) and a
+    backslash escapes the next character.  Returns (raw label text, ((key, value), ...))."""
+    text, meta = [], []
+    key, value, state, deep = [], [], "label", 0
+    it = iter(label)
+    for c in it:
+        if state == "label":
+            if c == "\\":
+                text.append(next(it, ""))
+            elif c == "[":
+                state, deep = "key", 1
+            else:
+                text.append(c)
+            continue
+        buf = key if state == "key" else value
+        if c == "\\":
+            buf.append(next(it, ""))
+        elif c == "[":
+            deep += 1
+            buf.append(c)
+        elif c == ":" and state == "key" and deep == 1:
+            state = "value"
+        elif c == "]":
+            deep -= 1
+            if deep < 1:
+                meta.append(("".join(key).strip(), "".join(value).strip()))
+                key, value, state = [], [], "label"
+            else:
+                buf.append(c)
+        else:
+            buf.append(c)
+    return "".join(text), tuple(meta)
 
 
 def parse_label(label: str) -> tuple[str, tuple]:
-    """`"gain [diff:1] [unit:dB]"` → ("gain", (("diff","1"), ("unit","dB")))."""
-    meta = tuple((m.group(1), (m.group(2) or "").strip()) for m in _META.finditer(label))
-    clean = _META.sub("", label).strip()
-    return clean, meta
+    """`"gain [diff:1] [unit:dB]"` → ("gain", (("diff","1"), ("unit","dB"))): label trimmed;
+    newlines read as spaces in the label and the values (as Faust's UI code shows them)."""
+    text, meta = _split_metadata(label)
+    meta = tuple((k.replace("\n", " "), v.replace("\n", " ")) for k, v in meta)
+    return text.replace("\n", " ").strip(), meta
+
+
+_KINDS = {"h": "h", "H": "h", "t": "t", "T": "t"}  # any other letter: v
+
+
+def _label_path(label: str, folders: list) -> tuple[list, str]:
+    """Faust's label2path + concatPath: a label may start with folders, "h:name/",
+    "v:name/", "t:name/", "/" (back to the root), "./" or "../" (up one folder); what
+    follows is the widget's own label, slashes and all ("a/b" is one label).
+    folders: [(kind, raw label)], the enclosing groups, outermost first."""
+    folders = list(folders)
+    while label:
+        if label[0] == "/":
+            folders, label = [], label[1:]
+        elif label.startswith("./"):
+            label = label[2:]
+        elif label.startswith("../"):
+            folders, label = folders[:-1], label[3:]
+        elif len(label) > 1 and label[1] == ":":
+            name, _, rest = label[2:].partition("/")
+            folders.append((_KINDS.get(label[0], "v"), name))
+            label = rest
+        else:
+            break
+    return folders, label
+
+
+def widget_folders(groups: tuple, label: str) -> tuple[list, str]:
+    """([(kind, name, metadata), ...], widget name): the folders a widget sits in below the program's
+    root (its groups and the folders its label names, see _label_path) and its own name,
+    metadata removed.  Empty names are "0x00", as in Faust (checkNullLabel)."""
+    raw, last = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
+    folders = [(k, *_named(parse_label(g))) for k, g in raw]
+    return folders, parse_label(last)[0] or EMPTY_LABEL
+
+
+def _named(parsed: tuple) -> tuple:
+    name, meta = parsed
+    return name or EMPTY_LABEL, meta
+
+
+def _top_folder(groups: tuple, label: str):
+    """The identity of a widget's top-level folder, as Faust's UI tree merges folders: its
+    kind and its label as written, metadata included (vgroup("[1]") and vgroup("[2]") are
+    two folders, both shown as 0x00); None for a widget directly in the root."""
+    raw, _ = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
+    return raw[0] if raw else None
+
+
+def ui_path(root: str | None, groups: tuple, label: str) -> str:
+    """A widget's path.  root: the program-name folder, or None when the whole UI is one
+    top-level folder (lone_ui_folder), which is then the root."""
+    folders, name = widget_folders(groups, label)
+    names = [f[1] for f in folders]
+    return "/" + "/".join(([] if root is None else [root]) + names + [name])
+
+
+def lone_ui_folder(box):
+    """Faust's prepareUserInterfaceTree: when everything in the UI sits in one top-level
+    folder (same kind and name: Faust merges only those), that folder is the root and the
+    program-name folder is dropped: process = vgroup("foo", hslider("g", ...)) has the
+    path /foo/g, not /prog/foo/g.  Returns that folder (kind, name), or None."""
+    from ..boxes.box import Box
+
+    firsts, seen, stack = set(), set(), [box]
+    while stack:
+        b = stack.pop()
+        if id(b) in seen:
+            continue
+        seen.add(id(b))
+        if isinstance(b, (BWidget, BSoundfile)):
+            top = _top_folder(b.groups, b.label)
+            if top is None:  # a widget directly in the root folder
+                return None
+            firsts.add(top)
+            if len(firsts) > 1:
+                return None
+            continue
+        for v in vars(b).values():
+            if isinstance(v, Box):
+                stack.append(v)
+            elif isinstance(v, (tuple, list)):
+                stack.extend(x for x in v if isinstance(x, Box))
+    return next(iter(firsts)) if len(firsts) == 1 else None
 
 
 def _path(ctx: PropagateContext, groups: tuple, label: str) -> str:
-    parts = [ctx.name]
-    for _, glabel in groups:
-        g, _ = parse_label(glabel)
-        if g and g != "0x00":
-            parts.append(g)
-    # a label may itself hold a path "h:group/label"
-    for piece in label.split("/"):
-        piece = re.sub(r"^[hvt]:", "", piece).strip()
-        if piece:
-            parts.append(piece)
-    return "/" + "/".join(parts)
+    path = ui_path(None if ctx.drop_root else ctx.name, groups, label)
+    if ctx.drop_root and path.startswith("/" + EMPTY_LABEL + "/"):  # an unnamed lone folder: the program's name
+        path = "/" + ctx.name + path[len(EMPTY_LABEL) + 1:]
+    return path
 
 
 def propagate(box, inputs: tuple, ctx: PropagateContext, slots: tuple) -> tuple:
@@ -163,12 +279,9 @@ def _rec(box, inputs, ctx, slots):
 
 
 def _widget(box: BWidget, inputs, ctx):
-    label, meta = parse_label(box.label)
-    path = _path(ctx, box.groups, box.label if "/" in box.label else label)
-    if "/" in box.label:
-        path = _path(ctx, box.groups, _META.sub("", box.label))
-        label = label.split("/")[-1]
-        label = re.sub(r"^[hvt]:", "", label).strip()
+    _, label = widget_folders(box.groups, box.label)
+    meta = parse_label(_label_path(box.label, [])[1])[1]
+    path = _path(ctx, box.groups, box.label)
     c = Control(box.kind, path, label, float(box.init), float(box.min), float(box.max), float(box.step), meta)
     if box.kind in ("hbargraph", "vbargraph"):
         return (mk("bargraph", c, (inputs[0],)),)

@@ -157,16 +157,19 @@ class Types:
     rate: dict = field(default_factory=dict)
     interval: dict = field(default_factory=dict)
     groups: dict = field(default_factory=dict)  # var -> rec node
+    group_natures: dict = field(default_factory=dict)  # var -> natures of the group's outputs
 
     def is_int(self, s: Sig) -> bool:
         return self.nature[s] == "int"
 
 
-def infer_natures(roots, order=None) -> dict:
-    """Nature ('int' | 'real') of every node reachable from `roots` (recursions: fixpoint)."""
+def infer_natures(roots, order=None, env=None) -> dict:
+    """Nature ('int' | 'real') of every node reachable from `roots` (recursions: fixpoint).
+
+    env: if given, filled with {recursion variable: natures of its group's outputs}."""
     order = walk(roots) if order is None else order
     memo: dict = {}
-    env: dict = {}
+    env = {} if env is None else env
     for n in reversed(order):  # enclosing groups before the groups nested in them
         if n.op == "rec":
             env[n.attr] = group_natures(n, env)
@@ -181,7 +184,7 @@ def infer_types(roots) -> Types:
     for n in order:
         if n.op == "rec":
             t.groups[n.attr] = n
-    t.nature = infer_natures(roots, order)
+    t.nature = infer_natures(roots, order, t.group_natures)
     for n in order:
         t.rate[n] = _rate(n, t)
         t.interval[n] = _interval(n, t)
