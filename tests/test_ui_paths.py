@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 import diffaust
-from diffaust.conformance import _mangle
+from diffaust.signals.propagate import mapui_path as _mangle
 from diffaust.runtime.pipeline import CompileOptions, run_pipeline
 
 PROGRAMS = {
@@ -61,3 +61,12 @@ def test_lone_folder_is_the_root(tmp_path):
     assert sorted(p.path for p in diffaust.compile(str(f), use_cache=False).params) == ["/foo/bar/g", "/foo/g"]
     f.write_text(PROGRAMS["group_and_widget"])
     assert sorted(p.path for p in diffaust.compile(str(f), use_cache=False).params) == ["/prog/a/g", "/prog/h"]
+
+
+def test_params_by_faust_mapui_path(tmp_path):
+    f = tmp_path / "prog.dsp"
+    f.write_text('process = hgroup("Input (dry)", hslider("In Delay", 60, 20, 100, 1) * _);')
+    dsp = diffaust.compile(str(f), use_cache=False)
+    assert dsp.params[0].path == "/Input (dry)/In Delay"
+    for name in ("/Input__dry_/In_Delay", "Input__dry_/In_Delay", "In_Delay", "In Delay"):
+        assert dsp.param_index(name) == 0

@@ -95,15 +95,12 @@ def _compare(got: np.ndarray, ref: np.ndarray, tol: float) -> Optional[str]:
             f"diffaust {float(got[ch, k])!r}, faust {float(ref[ch, k])!r}")
 
 
-def _mangle(path: str) -> str:
-    """A path as Faust's MapUI spells it (PathBuilder: ' # * , ? [ ] { } ( )' become '_')."""
-    return re.sub(r"[ #*,?\[\]{}()]", "_", path)
-
-
 def _param_table_diff(dsp, info: dict, path: Path) -> Optional[str]:
     """None when diffaust's parameters are Faust's (paths, kinds, init/min/max/step), else
     the first difference.  The reference builds a copy named prog.dsp: its root folder
     'prog' stands for the file's stem."""
+    from .signals.propagate import mapui_path as _mangle
+
     def row(p_path, kind, init, lo, hi, step):
         return (_mangle(p_path), kind, *(float(np.float32(v)) for v in (init, lo, hi, step)))
 

@@ -81,7 +81,8 @@ class Dsp:
 
     # ------------------------------------------------------------ parameters
     def param_index(self, name) -> int:
-        """Index of a parameter given by index, label or path."""
+        """Index of a parameter given by index, label, path, path suffix, or path as Faust's
+        MapUI spells it (spaces and ( ) [ ] { } # * , ? as '_')."""
         if isinstance(name, (int, np.integer)):
             if 0 <= name < len(self.params):
                 return int(name)
@@ -91,6 +92,12 @@ class Dsp:
                 return i
         for i, p in enumerate(self.params):  # a path suffix: group/label
             if p.path.endswith("/" + name.lstrip("/")):
+                return i
+        from ..signals.propagate import mapui_path as _mangle
+
+        for i, p in enumerate(self.params):  # a path as Faust's MapUI spells it (In_Delay)
+            if _mangle(name.lstrip("/")) == _mangle(p.path.lstrip("/")) or \
+                    _mangle(p.path).endswith("/" + _mangle(name.lstrip("/"))):
                 return i
         known = ", ".join(p.label for p in self.params) or "none"
         raise UsageError(f"unknown parameter '{name}' (parameters: {known})")

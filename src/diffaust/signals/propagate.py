@@ -153,6 +153,11 @@ def ui_path(root: str | None, groups: tuple, label: str) -> str:
     return "/" + "/".join(([] if root is None else [root]) + names + [name])
 
 
+def mapui_path(path: str) -> str:
+    """A path as Faust's MapUI spells it (PathBuilder: ' # * , ? [ ] { } ( )' become '_')."""
+    return re.sub(r"[ #*,?\[\]{}()]", "_", path)
+
+
 def lone_ui_folder(box):
     """Faust's prepareUserInterfaceTree: when everything in the UI sits in one top-level
     folder (same kind and name: Faust merges only those), that folder is the root and the
