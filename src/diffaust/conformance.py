@@ -304,6 +304,11 @@ def format_report(report: Report) -> str:
         lines.append(f"{prec}: {len(passed)}/{len(counted)} programs match the reference "
                      f"({rate:.1f}%, tolerance {TOL[prec]:g}·(1+|ref|))"
                      + (f"; {rejected} rejected by the reference compiler, not counted" if rejected else ""))
+        for name, root in (("Faust's examples", FAUST_EXAMPLES), ("diffaust's examples", OWN_EXAMPLES)):
+            mine = [r for r in counted if Path(r["path"]).is_relative_to(root)]
+            if mine and len(mine) < len(counted):
+                ok = sum(1 for r in mine if r["results"][prec]["status"] == "pass")
+                lines.append(f"  {name}: {ok}/{len(mine)} ({100.0 * ok / len(mine):.1f}%)")
         for cause, rows in report.causes(prec).items():
             lines.append(f"  {len(rows):3d}  {cause}")
             for r in rows:

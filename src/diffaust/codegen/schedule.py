@@ -450,6 +450,14 @@ class _Scheduler:
         return x
 
     def _delay(self, s: Sig):
+        try:
+            return self._delay_checked(s)
+        except FaustTypeError as e:
+            if getattr(e, "sig", None) is None:
+                e.sig = s.args[1]  # the delay amount: the pipeline finds its place in the source
+            raise
+
+    def _delay_checked(self, s: Sig):
         x, d = s.args
         x = self._closed(x)
         lo, hi = self.t.interval[d]

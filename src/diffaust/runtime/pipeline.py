@@ -53,6 +53,7 @@ class Stages:
     name: str = "dsp"
     foreign: dict = field(default_factory=dict)        # C name → JIT symbol of header-defined ffunctions
     foreign_libs: list = field(default_factory=list)   # shared libraries those symbols live in
+    spans: dict = field(default_factory=dict)          # Sig -> source span (for errors found late)
 
 
 def parse_source(st: Stages, opts: CompileOptions):
@@ -94,6 +95,7 @@ def propagate_box(st: Stages, opts: CompileOptions):
                              getattr(st.box, "span", None))
     st.warnings.extend(ctx.warnings)
     st.files.extend(ctx.files)
+    st.spans = ctx.spans
 
 
 def normalize_signals(st: Stages, opts: CompileOptions):
@@ -173,9 +175,27 @@ def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Option
                 break
     except RecursionError:
         raise DiffaustError(f"{filename}: program too deeply nested to compile") from None
+    except DiffaustError as e:
+        if e.span is None and getattr(e, "sig", None) is not None:
+            e.span = _locate(e.sig, st.spans)
+        raise
     finally:
         sys.setrecursionlimit(old)
     return st
+
+
+def _locate(sig, spans: dict):
+    """The source place of a signal found wrong after propagation: its own, or that of the
+    outermost node under it that has one (a delay amount, a widget)."""
+    from ..signals.nodes import walk
+
+    if not spans:
+        return None
+    for n in reversed(walk([sig])):
+        span = spans.get(n)
+        if span is not None:
+            return span
+    return None
 
 
 _DUMP_UNTIL = {"ast": "parse_source", "box": "evaluate_ast", "sig": "differentiate", "sched": "schedule_program"}

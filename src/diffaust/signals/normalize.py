@@ -360,8 +360,15 @@ class ATerm:
     def greatest_divisor(self) -> MTerm:
         best, best_c = MTerm(self.norm, self.ctx), 0
         ms = self.ordered()
+        keys = [m.factors.keys() for m in ms]
         for i, m1 in enumerate(ms):
-            for m2 in ms[i + 1:]:
+            k1 = keys[i]
+            for j in range(i + 1, len(ms)):
+                m2 = ms[j]
+                if k1.isdisjoint(keys[j]):
+                    # no common factor: the divisor is the common number, if any (complexity 0 or 1)
+                    if best_c >= 1 or m1.coef != m2.coef or m1.coef[0] != m2.coef[0] or _is_one(m1.coef):
+                        continue
                 g = _gcd(m1, m2)
                 c = g.complexity()
                 if c > best_c:

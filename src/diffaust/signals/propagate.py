@@ -37,6 +37,7 @@ class PropagateContext:
     base_dir: str = "."                                   # where relative soundfile names are looked up
     warnings: list = field(default_factory=list)          # messages for the user (missing soundfiles...)
     files: list = field(default_factory=list)             # files read (soundfiles), for the compile cache
+    spans: dict = field(default_factory=dict)             # Sig -> source span (widgets, variable delays)
 
     def fresh(self, prefix: str = "R") -> str:
         self.counter += 1
@@ -257,14 +258,11 @@ def _propagate(box, inputs, ctx, slots):
         vals = tuple(box.values)
         return (const(len(vals)), mk("waveform", vals))
     if t is BRoute:
-        outs = []
-        for o in range(1, box.outs + 1):
-            acc = None
-            for (i, oo) in box.pairs:
-                if oo == o and 1 <= i <= len(inputs):
-                    acc = inputs[i - 1] if acc is None else B.add(acc, inputs[i - 1])
-            outs.append(acc if acc is not None else const(0))
-        return tuple(outs)
+        acc: dict = {}  # output -> sum of the inputs routed to it, in pair order
+        for i, o in box.pairs:
+            if 1 <= o <= box.outs and 1 <= i <= len(inputs):
+                acc[o] = inputs[i - 1] if o not in acc else B.add(acc[o], inputs[i - 1])
+        return tuple(acc[o] if o in acc else const(0) for o in range(1, box.outs + 1))
     if t is BSoundfile:
         from .soundfile import soundfile_signals
 
@@ -290,7 +288,9 @@ def _widget(box: BWidget, inputs, ctx):
     c = Control(box.kind, path, label, float(box.init), float(box.min), float(box.max), float(box.step), meta)
     if box.kind in ("hbargraph", "vbargraph"):
         return (mk("bargraph", c, (inputs[0],)),)
-    return (control(c),)
+    s = control(c)
+    ctx.spans.setdefault(s, box.span)
+    return (s,)
 
 
 def _control(x: Sig, c: Sig, ctx) -> Sig:
@@ -329,6 +329,8 @@ def _prim(box: BPrim, args, ctx) -> Sig:
             if d > MAX_DELAY:
                 raise FaustEvalError(f"delay too long: '@' by {d_txt} samples, at most {MAX_DELAY} (2^24) "
                                      "are supported", box.span)
+        else:  # bounded when scheduled: remember where, for its error message
+            ctx.spans.setdefault(args[1], box.span)
         return B.delay(args[0], args[1])
     if name == "prefix":
         return B.prefix(args[0], args[1])
