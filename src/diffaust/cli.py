@@ -106,9 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.dsp")
     p.add_argument("-diff", "--diff", action="store_true", help="differentiate w.r.t. the [diff:1] parameters")
     p.add_argument("-d", "--details", action="store_true", help="print the differentiation trace")
-    p.add_argument("-lang", "--lang", choices=("c", "llvm", "cpp"), default="c",
+    p.add_argument("-lang", "--lang", choices=("c", "llvm", "cpp", "json"), default="c",
                    help="c: C-like listing of the compute loop (default); llvm: optimized LLVM IR; "
-                        "cpp: a C++ class mydsp with Faust's dsp interface (for Faust's architecture files)")
+                        "cpp: a C++ class mydsp with Faust's dsp interface (for Faust's architecture files); "
+                        "json: inputs, outputs, metadata and parameters, shaped like faust -json")
     p.add_argument("--dump", choices=("ast", "box", "sig", "sched"), default=None,
                    help="print one stage of the pipeline instead: ast, box, sig (signals, with "
                         "derivatives under -diff) or sched (the scheduled program)")

@@ -124,6 +124,69 @@ def _param_table_diff(dsp, info: dict, path: Path) -> Optional[str]:
     return f"diffaust {a}, faust {b}"
 
 
+def _unnamed(text: str) -> str:
+    # Faust names an unlabelled bargraph after its address in memory (0x7fb8...); diffaust 0x00
+    return re.sub(r"0x[0-9a-f]{5,}", "0x00", text)
+
+
+def ui_shape(items: list) -> list:
+    """A `-json` ui list reduced to what both compilers must agree on: nesting, order,
+    kinds, labels, addresses (MapUI spelling), short names, metadata, and the numbers to
+    the 6 significant digits `faust -json` prints."""
+    from .signals.propagate import mapui_path
+
+    out = []
+    for it in items:
+        d = {"type": it["type"], "label": _unnamed(it["label"])}
+        if "items" in it:
+            d["items"] = ui_shape(it["items"])
+        else:
+            d["address"] = _unnamed(mapui_path(it["address"]))
+            d["shortname"] = _unnamed(it["shortname"])
+            for k in ("init", "min", "max", "step"):
+                if k in it:
+                    d[k] = float(f"{float(it[k]):.6g}")
+        d["meta"] = sorted((k, v) for m in it.get("meta", []) for k, v in m.items())
+        out.append(d)
+    return out
+
+
+def _first_difference(a, b, where: str = "ui") -> Optional[str]:
+    if type(a) is not type(b):
+        return f"{where}: {a!r} vs {b!r}"
+    if isinstance(a, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}")
+            if d:
+                return d
+        return None
+    if isinstance(a, list):
+        if len(a) != len(b):
+            return f"{where}: {len(a)} items, faust {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            d = _first_difference(x, y, f"{where}[{i}]")
+            if d:
+                return d
+        return None
+    return None if a == b else f"{where}: diffaust {a!r}, faust {b!r}"
+
+
+def _ui_diff(path: Path, double: bool) -> Optional[str]:
+    """None when `diffaust compile -lang json` describes the UI as `faust -json` does."""
+    from . import reference
+    from .codegen.json_ui import emit_json
+    from .runtime.pipeline import CompileOptions, run_pipeline
+
+    try:
+        ref = reference.reference_json(path)
+    except reference.FaustRefError:
+        return None  # faust -json fails where the build succeeded: nothing to compare
+    opts = CompileOptions(double=double, import_dirs=(str(path.parent),))
+    st = run_pipeline(path.read_text(), str(path), opts)
+    ours = json.loads(emit_json(st, opts))
+    return _first_difference(ui_shape(ours["ui"]), ui_shape(ref["ui"]))
+
+
 def _error_text(e: BaseException) -> str:
     from .errors import DiffaustError
 
@@ -163,6 +226,10 @@ def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
         ptab = _param_table_diff(dsp, info, path)
         if ptab:
             problems.append(f"parameters: {ptab}")
+        elif not double:  # the UI tree once per program, in float like `faust -json`'s default
+            ui = _ui_diff(path, double)
+            if ui:
+                problems.append(f"parameters: {ui}")
         kinds = ("impulse", "noise") if info["inputs"] else ("zeros",)
         for kind in kinds:
             x = reference.make_input(kind, info["inputs"], n) if info["inputs"] else None

@@ -456,6 +456,26 @@ def _info(prog: Path, cls=None) -> dict:
     return json.loads(p.stdout)
 
 
+def reference_json(path: Path) -> dict:
+    """``faust -json`` of a .dsp file (its own name and folder, so the UI root is the file's
+    name): the UI description Faust's architectures read.  Cached like the builds."""
+    path = Path(path).resolve()
+    key = _sha(_versions(), "json", str(path), path.read_text())
+    final = cache_dir() / ("json-" + key[:32] + ".json")
+    if final.exists():
+        return json.loads(final.read_text())
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir()))
+    try:
+        _run([FAUST, "-json", "-O", str(tmp), "-I", str(path.parent), str(path), "-o", "gen.cpp"], tmp, "faust -json")
+        text = (tmp / (path.name + ".json")).read_text()
+        tmp_file = tmp / "out.json"
+        tmp_file.write_text(text)
+        os.replace(tmp_file, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return json.loads(text)
+
+
 def reference_info(source, *, double: bool = False, **build_kw) -> dict:
     """``{"inputs": int, "outputs": int, "params": [{type, label, path, shortname,
     init, min, max, step, meta}, ...]}`` in UI order."""

@@ -723,39 +723,43 @@ class Evaluator:
     # ------------------------------------------------------------- labels
 
     def eval_label(self, label, env, span):
-        """Faust's parametric labels: `"gain %i"`, `"ch %2i"` take the value of `i`."""
+        """Faust's parametric labels (evalLabel): `"gain %i"`, `"ch %2i"`, `"%{i}"` take the
+        value of `i` (width ≤ 4).  A `%` followed by anything else stays as written
+        (`"[unit:%%]"` keeps both), as does a `%` at the end."""
         if "%" not in label:
             return label
         out = []
-        i = 0
-        n = len(label)
+        i, n = 0, len(label)
+
+        def ident_char(c):
+            return c.isascii() and (c.isalnum() or c == "_")
+
         while i < n:
             c = label[i]
             if c != "%":
                 out.append(c)
                 i += 1
                 continue
-            if i + 1 < n and label[i + 1] == "%":
-                out.append("%")
-                i += 2
-                continue
             j = i + 1
-            fmt = 0
-            while j < n and label[j].isdigit():
-                fmt = fmt * 10 + int(label[j])
+            while j < n and label[j].isascii() and label[j].isdigit():
                 j += 1
-            k = j
-            while k < n and (label[k].isalnum() or label[k] == "_"):
+            fmt = label[i + 1:j]
+            braced = j < n and label[j] == "{"
+            k = j + 1 if braced else j
+            while k < n and ident_char(label[k]):
                 k += 1
-            ident = label[j:k]
-            if not ident:
-                out.append(label[i:k])
-                i = k
+            ident = label[j + 1:k] if braced else label[j:k]
+            if braced and not (k < n and label[k] == "}"):  # "%{" without its "}": the rest as written
+                out.append(label[i:])
+                break
+            if not ident:  # "%" then punctuation (or the end): kept, the next character read anew
+                out.append("%" + fmt)
+                i = j
                 continue
             v = require_int(self.box(self.lookup(ident, env, span), span), f"'{ident}' in the label \"{label}\"", span)
-            width = min(4, max(fmt, 0))
+            width = min(4, max(int(fmt or 0), 0))
             out.append(f"{v:{width}d}" if width else str(v))
-            i = k
+            i = k + 1 if braced else k
         return "".join(out)
 
     # ------------------------------------------------------------- values -> boxes

@@ -361,50 +361,80 @@ def _check_program(prog: Program):
         raise DiffaustError(f"cpp backend: unknown real type '{prog.real}'")
 
 
-def _ui_lines(em: _Emitter, prog: Program, groups: dict) -> list:
-    """buildUserInterface's body: boxes opened and closed along the widgets' paths."""
-    widgets = [(slot, c) for slot, c in list(prog.params) + list(prog.bargraphs)]
-    # Faust's order: a group's items sorted by name (diffaust's parameter order)
-    widgets.sort(key=lambda w: w[1].path.split("/"))
-    out = []
-    stack: list = []
-    pad = "        "
-    for slot, c in widgets:
-        comps = c.path.split("/")[1:]
-        k = len(c.label.split("/"))  # a label may hold slashes ("a/b" is one label, as in Faust)
-        gpath, label = (comps[:-k], c.label) if comps[-k:] == c.label.split("/") else (comps[:-1], comps[-1])
-        k = 0
-        while k < len(stack) and k < len(gpath) and stack[k] == gpath[k]:
-            k += 1
-        while len(stack) > k:
-            stack.pop()
-            out.append(f"{pad}{'    ' * len(stack)}ui_interface->closeBox();")
-        while len(stack) < len(gpath):
-            g = gpath[len(stack)]
-            kind, gmeta = groups.get(tuple(gpath[:len(stack) + 1]), ("v", ()))
-            ind = pad + "    " * len(stack)
-            for key, value in gmeta:
+class UiGroup:
+    """A folder of the UI tree: kind (h|v|t), label as written, shown name, items."""
+
+    __slots__ = ("kind", "raw", "name", "meta", "items", "_index")
+
+    def __init__(self, kind: str, raw: str, name: str):
+        from ..signals.propagate import parse_label
+
+        self.kind, self.raw, self.name = kind, raw, name
+        self.meta = parse_label(raw)[1] if raw else ()
+        self.items: list = []   # UiGroup | (slot, Control)
+        self._index: dict = {}
+
+    def folder(self, kind: str, raw: str, name: str) -> "UiGroup":
+        g = self._index.get((kind, raw))
+        if g is None:
+            g = self._index[(kind, raw)] = UiGroup(kind, raw, name)
+            self.items.append(g)
+        return g
+
+    def sort(self) -> None:
+        # Faust lists a folder's items by label as written, metadata included ("B" < "[0] x" < "a")
+        self.items.sort(key=lambda it: it.raw if isinstance(it, UiGroup) else (it[1].raw_label or it[1].label))
+        for it in self.items:
+            if isinstance(it, UiGroup):
+                it.sort()
+
+
+def ui_layout(prog: Program, name: str) -> list:
+    """The UI tree of a scheduled program: its root folders (one in practice), built from
+    each widget's place (Control.ui; from its path for widgets made without one)."""
+    top = UiGroup("v", "", "")
+    for slot, c in list(prog.params) + list(prog.bargraphs):
+        chain = c.ui or tuple(("v", p, p) for p in c.path.split("/")[1:-1])
+        g = top
+        for kind, raw, shown in chain:
+            g = g.folder(kind, raw, shown)
+        g.items.append((slot, c))
+    top.sort()
+    return top.items or [UiGroup("v", "", name)]
+
+
+def _ui_lines(em: _Emitter, prog: Program, name: str) -> list:
+    """buildUserInterface's body: the UI tree's folders opened and closed around the widgets."""
+    out: list = []
+    F = lambda v: f"FAUSTFLOAT({_double_literal(v)})"  # noqa: E731
+
+    def emit(item, depth: int) -> None:
+        ind = "        " + "    " * depth
+        if isinstance(item, UiGroup):
+            for key, value in item.meta:
                 out.append(f"{ind}ui_interface->declare(0, {c_string(key)}, {c_string(value)});")
-            out.append(f"{ind}ui_interface->{_GROUP_OPEN.get(kind, 'openVerticalBox')}({c_string(g)});")
-            stack.append(g)
-        ind = pad + "    " * len(stack)
+            out.append(f"{ind}ui_interface->{_GROUP_OPEN.get(item.kind, 'openVerticalBox')}({c_string(item.name)});")
+            for it in item.items:
+                emit(it, depth + 1)
+            out.append(f"{ind}ui_interface->closeBox();")
+            return
+        slot, c = item
         zone = "&" + em.name(slot)
         for key, value in c.meta:
             out.append(f"{ind}ui_interface->declare({zone}, {c_string(key)}, {c_string(value)});")
         add = _WIDGET_ADD.get(c.kind)
         if add is None:
             raise DiffaustError(f"cpp backend: unknown widget kind '{c.kind}' ({c.path})")
-        F = lambda v: f"FAUSTFLOAT({_double_literal(v)})"  # noqa: E731
         if c.kind in ("button", "checkbox"):
-            out.append(f"{ind}ui_interface->{add}({c_string(label)}, {zone});")
+            out.append(f"{ind}ui_interface->{add}({c_string(c.label)}, {zone});")
         elif c.kind in ("hbargraph", "vbargraph"):
-            out.append(f"{ind}ui_interface->{add}({c_string(label)}, {zone}, {F(c.min)}, {F(c.max)});")
+            out.append(f"{ind}ui_interface->{add}({c_string(c.label)}, {zone}, {F(c.min)}, {F(c.max)});")
         else:
-            out.append(f"{ind}ui_interface->{add}({c_string(label)}, {zone}, {F(c.init)}, {F(c.min)}, "
+            out.append(f"{ind}ui_interface->{add}({c_string(c.label)}, {zone}, {F(c.init)}, {F(c.min)}, "
                        f"{F(c.max)}, {F(c.step)});")
-    while stack:
-        stack.pop()
-        out.append(f"{pad}{'    ' * len(stack)}ui_interface->closeBox();")
+
+    for root in ui_layout(prog, name):
+        emit(root, 0)
     return out
 
 
@@ -416,8 +446,6 @@ def emit_cpp(program: Program, class_name: str = "mydsp", meta: dict | None = No
       filename        source file name (metadata 'filename')
       metadata        [(key, value), ...] the program's `declare`s, in order
       includes        ffunction include files ('<math.h>', '"foo.h"')
-      groups          {(path components...): (kind 'h'|'v'|'t', ((key, value), ...))}: the kind of
-                      each UI group (default vertical) and its metadata
       compile_options text for the 'compile_options' metadata
       outputs         [name, ...] one per output channel, for the header comment
     """
@@ -465,10 +493,7 @@ def emit_cpp(program: Program, class_name: str = "mydsp", meta: dict | None = No
     compute.append("        for (int i0 = 0; i0 < count; i0 = i0 + 1) {")
     compute += body
     compute.append("        }")
-    ui = _ui_lines(em, prog, meta.get("groups") or {})
-    if not ui:  # like Faust: the program's box, even without widgets
-        ui = [f"        ui_interface->openVerticalBox({c_string(meta.get('name') or class_name)});",
-              "        ui_interface->closeBox();"]
+    ui = _ui_lines(em, prog, meta.get("name") or class_name)  # without widgets: the program's box
 
     # ---- fields
     fields = []
@@ -651,39 +676,6 @@ def emit_cpp(program: Program, class_name: str = "mydsp", meta: dict | None = No
 # ---------------------------------------------------------------- from the pipeline
 
 
-def ui_groups(box, program_name: str) -> dict:
-    """{(path components...): (kind, meta)} for every UI group of an evaluated box, keyed
-    like the widgets' paths (signals.propagate.ui_path): under the program-name folder, or
-    under the lone top-level folder when there is one."""
-    from ..boxes.box import Box, BSoundfile, BWidget
-    from ..signals.propagate import EMPTY_LABEL, lone_ui_folder, widget_folders
-
-    lone = lone_ui_folder(box)
-    groups: dict = {} if lone else {(program_name,): ("v", ())}
-    seen = set()
-    stack = [box]
-    while stack:
-        b = stack.pop()
-        if id(b) in seen:
-            continue
-        seen.add(id(b))
-        if isinstance(b, (BWidget, BSoundfile)):
-            folders, _ = widget_folders(b.groups, b.label)
-            comps = [] if lone else [program_name]
-            for k, (kind, name, gmeta) in enumerate(folders):
-                if lone and k == 0 and name == EMPTY_LABEL:
-                    name = program_name  # an unnamed root folder takes the program's name
-                comps.append(name)
-                groups.setdefault(tuple(comps), (kind if kind in _GROUP_OPEN else "v", gmeta))
-            continue
-        for v in vars(b).values():
-            if isinstance(v, Box):
-                stack.append(v)
-            elif isinstance(v, (tuple, list)):
-                stack.extend(x for x in v if isinstance(x, Box))
-    return groups
-
-
 def ffunction_includes(signals) -> list:
     from ..signals.nodes import walk
 
@@ -712,7 +704,6 @@ def stages_meta(st, options) -> dict:
         "filename": os.path.basename(st.filename) if not st.filename.startswith("<") else "",
         "metadata": list(st.metadata),
         "includes": ffunction_includes(st.signals),
-        "groups": ui_groups(st.box, st.name) if st.box is not None else {},
         "compile_options": "diffaust " + " ".join(opts),
         "outputs": outs,
         "diff": bool(options.diff),

@@ -132,7 +132,8 @@ class Dsp:
 
     def listing(self, lang: str = "c") -> str:
         """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
-        LLVM IR) or 'cpp' (a C++ class `mydsp` with Faust's dsp interface, for Faust's architecture files)."""
+        LLVM IR), 'cpp' (a C++ class `mydsp` with Faust's dsp interface, for Faust's architecture files)
+        or 'json' (the program's I/O, metadata and parameters, in the shape of `faust -json`)."""
         from ..codegen import clike
         from ..codegen.llvm import build_module, jit
 
@@ -146,7 +147,11 @@ class Dsp:
             from ..codegen.cpp import emit_cpp_stages
 
             return emit_cpp_stages(st, self.options)
-        raise UsageError(f"unknown language '{lang}' (choose c, llvm or cpp)")
+        if lang == "json":
+            from ..codegen.json_ui import emit_json
+
+            return emit_json(st, self.options)
+        raise UsageError(f"unknown language '{lang}' (choose c, llvm, cpp or json)")
 
     def __repr__(self):
         return (f"<Dsp {os.path.basename(self.filename)}: {self.inputs} in, {self.outputs} out, "

@@ -114,6 +114,11 @@ class Control:
     max: float = 1.0
     step: float = 0.0
     meta: tuple = ()  # ((key, value), ...) in order
+    # where it sits in Faust's UI tree, root first: ((kind h|v|t, label as written, shown name), ...)
+    # (folders merge on kind and label as written; items sort by label as written), and its own
+    # label as written.  Empty for widgets made without a program (tests).
+    ui: tuple = ()
+    raw_label: str = ""
 
     def meta_dict(self) -> dict:
         return dict(self.meta)

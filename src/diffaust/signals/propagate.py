@@ -92,11 +92,17 @@ def _split_metadata(label: str) -> tuple[str, tuple]:
 
 
 def parse_label(label: str) -> tuple[str, tuple]:
-    """`"gain [diff:1] [unit:dB]"` → ("gain", (("diff","1"), ("unit","dB"))): label trimmed;
-    newlines read as spaces in the label and the values (as Faust's UI code shows them)."""
+    """`"gain [unit:dB] [diff:1]"` → ("gain", (("diff","1"), ("unit","dB"))): label trimmed,
+    newlines and tabs read as spaces in the label and the values (as Faust's UI code shows them),
+    metadata sorted by key then value, each pair once (Faust's map of sets)."""
     text, meta = _split_metadata(label)
-    meta = tuple((k.replace("\n", " "), v.replace("\n", " ")) for k, v in meta)
-    return text.replace("\n", " ").strip(), meta
+    # Faust keeps a map<key, set<value>>: sorted, each pair once
+    meta = tuple(sorted({(_spaced(k), _spaced(v)) for k, v in meta}))
+    return _spaced(text).strip(), meta
+
+
+def _spaced(text: str) -> str:
+    return text.replace("\n", " ").replace("\t", " ")
 
 
 _KINDS = {"h": "h", "H": "h", "t": "t", "T": "t"}  # any other letter: v
@@ -124,34 +130,12 @@ def _label_path(label: str, folders: list) -> tuple[list, str]:
     return folders, label
 
 
-def widget_folders(groups: tuple, label: str) -> tuple[list, str]:
-    """([(kind, name, metadata), ...], widget name): the folders a widget sits in below the program's
-    root (its groups and the folders its label names, see _label_path) and its own name,
-    metadata removed.  Empty names are "0x00", as in Faust (checkNullLabel)."""
-    raw, last = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
-    folders = [(k, *_named(parse_label(g))) for k, g in raw]
-    return folders, parse_label(last)[0] or EMPTY_LABEL
-
-
-def _named(parsed: tuple) -> tuple:
-    name, meta = parsed
-    return name or EMPTY_LABEL, meta
-
-
 def _top_folder(groups: tuple, label: str):
     """The identity of a widget's top-level folder, as Faust's UI tree merges folders: its
     kind and its label as written, metadata included (vgroup("[1]") and vgroup("[2]") are
     two folders, both shown as 0x00); None for a widget directly in the root."""
     raw, _ = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
     return raw[0] if raw else None
-
-
-def ui_path(root: str | None, groups: tuple, label: str) -> str:
-    """A widget's path.  root: the program-name folder, or None when the whole UI is one
-    top-level folder (lone_ui_folder), which is then the root."""
-    folders, name = widget_folders(groups, label)
-    names = [f[1] for f in folders]
-    return "/" + "/".join(([] if root is None else [root]) + names + [name])
 
 
 def mapui_path(path: str) -> str:
@@ -186,13 +170,6 @@ def lone_ui_folder(box):
             elif isinstance(v, (tuple, list)):
                 stack.extend(x for x in v if isinstance(x, Box))
     return next(iter(firsts)) if len(firsts) == 1 else None
-
-
-def _path(ctx: PropagateContext, groups: tuple, label: str) -> str:
-    path = ui_path(None if ctx.drop_root else ctx.name, groups, label)
-    if ctx.drop_root and path.startswith("/" + EMPTY_LABEL + "/"):  # an unnamed lone folder: the program's name
-        path = "/" + ctx.name + path[len(EMPTY_LABEL) + 1:]
-    return path
 
 
 def propagate(box, inputs: tuple, ctx: PropagateContext, slots: tuple) -> tuple:
@@ -281,11 +258,26 @@ def _rec(box, inputs, ctx, slots):
     return tuple(proj(i, group) for i in range(oa))
 
 
+def ui_chain(ctx: PropagateContext, groups: tuple, label: str) -> tuple[tuple, str]:
+    """(folders from the UI root, the widget's label as written): each folder (kind,
+    label as written, shown name).  The root is the program's folder, or the lone
+    top-level folder (named after the program when its label is empty)."""
+    raw, last = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
+    chain = [(k, g, parse_label(g)[0] or EMPTY_LABEL) for k, g in raw]
+    if not ctx.drop_root:
+        chain.insert(0, ("v", "", ctx.name))
+    elif chain and chain[0][2] == EMPTY_LABEL:
+        chain[0] = (chain[0][0], chain[0][1], ctx.name)
+    return tuple(chain), last
+
+
 def _widget(box: BWidget, inputs, ctx):
-    _, label = widget_folders(box.groups, box.label)
-    meta = parse_label(_label_path(box.label, [])[1])[1]
-    path = _path(ctx, box.groups, box.label)
-    c = Control(box.kind, path, label, float(box.init), float(box.min), float(box.max), float(box.step), meta)
+    chain, raw_label = ui_chain(ctx, box.groups, box.label)
+    label, meta = parse_label(raw_label)
+    label = label or EMPTY_LABEL
+    path = "/" + "/".join([f[2] for f in chain] + [label])
+    c = Control(box.kind, path, label, float(box.init), float(box.min), float(box.max), float(box.step), meta,
+                chain, raw_label)
     if box.kind in ("hbargraph", "vbargraph"):
         return (mk("bargraph", c, (inputs[0],)),)
     s = control(c)
