@@ -70,3 +70,16 @@ def test_params_by_faust_mapui_path(tmp_path):
     assert dsp.params[0].path == "/Input (dry)/In Delay"
     for name in ("/Input__dry_/In_Delay", "Input__dry_/In_Delay", "In_Delay", "In Delay"):
         assert dsp.param_index(name) == 0
+
+
+def test_cli_param_by_mapui_path(tmp_path):
+    from diffaust.cli import main
+
+    f = tmp_path / "prog.dsp"
+    f.write_text('process = hgroup("Input (dry)", hslider("In Delay", 60, 20, 100, 1) * _);')
+    out = tmp_path / "y.npy"
+    assert main(["render", str(f), "-n", "4", "--input", "impulse", "--param", "/Input__dry_/In_Delay=30",
+                 "-o", str(out)]) == 0
+    import numpy as np
+
+    assert np.load(out)[0, 0] == 30.0

@@ -234,17 +234,14 @@ def _accepts_kw(fn, name: str) -> bool:
 
 def _check_params(dsp, params: Sequence[tuple], what: str = "") -> dict:
     """{name: value} from --param pairs, every name checked against the program's controls."""
-    known = {}
-    for p in dsp.params:
-        known.setdefault(p.label, p)
-        known.setdefault(p.path, p)
-        known.setdefault(p.path.rsplit("/", 1)[-1], p)
     out = {}
     for name, value in params:
-        if name not in known:
+        try:  # a label, a path, a path's tail, or a path in Faust's MapUI spelling
+            p = dsp.params[dsp.param_index(name)]
+        except UsageError:
             labels = ", ".join(p.label for p in dsp.params) or "none"
-            raise UsageError(f"unknown parameter '{name}'{what} (the program's parameters: {labels})")
-        out[known[name].path] = value
+            raise UsageError(f"unknown parameter '{name}'{what} (the program's parameters: {labels})") from None
+        out[p.path] = value
     return out
 
 
