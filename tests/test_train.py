@@ -6,7 +6,6 @@ that these tests do not depend on the compiler; test_cli.py runs the real thing.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np

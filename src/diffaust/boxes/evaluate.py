@@ -37,9 +37,9 @@ import os
 import sys
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Optional
+from typing import Optional
 
-from ..errors import DiffaustError, FaustEvalError
+from ..errors import FaustEvalError
 from ..primitives.arity import PRIMITIVE_ARITY
 from ..syntax import ast as A
 from .arity import box_arity, try_arity

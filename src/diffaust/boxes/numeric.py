@@ -22,7 +22,7 @@ from typing import Optional, Union
 from ..errors import FaustEvalError
 from .arity import box_arity, try_arity
 from .box import (
-    Box, BConst, BCut, BMerge, BPar, BPrim, BRec, BRoute, BSeq, BSplit, BWaveform, BWire,
+    Box, BConst, BCut, BMerge, BPar, BPrim, BRoute, BSeq, BSplit, BWaveform, BWire,
 )
 
 Number = Union[int, float]

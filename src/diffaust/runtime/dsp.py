@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import DiffaustError, UsageError
+from ..errors import UsageError
 from . import cache
 from .pipeline import CompileOptions, run_pipeline
 
