@@ -98,6 +98,12 @@ def propagate_box(st: Stages, opts: CompileOptions):
     st.spans = ctx.spans
 
 
+def share_recursions(st: Stages, opts: CompileOptions):
+    from ..signals.share import share_recursions as share
+
+    st.outputs = share(st.outputs)
+
+
 def normalize_signals(st: Stages, opts: CompileOptions):
     from ..signals.normalize import normalize_signals as normalize
 
@@ -157,7 +163,7 @@ def schedule_program(st: Stages, opts: CompileOptions):
     st.program = schedule(st.signals, st.types, st.inputs, opts.double, foreign=st.foreign)
 
 
-PASSES = [parse_source, evaluate_ast, propagate_box, normalize_signals, differentiate, infer_types, link_foreign,
+PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize_signals, differentiate, infer_types, link_foreign,
           schedule_program]
 
 
