@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES
+from ..signals.propagate import parse_label
 from .schedule import (
     Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
@@ -367,8 +368,6 @@ class UiGroup:
     __slots__ = ("kind", "raw", "name", "meta", "items", "_index")
 
     def __init__(self, kind: str, raw: str, name: str):
-        from ..signals.propagate import parse_label
-
         self.kind, self.raw, self.name = kind, raw, name
         self.meta = parse_label(raw)[1] if raw else ()
         self.items: list = []   # UiGroup | (slot, Control)

@@ -24,6 +24,10 @@ from .schedule import (
 I32 = np.int32
 
 
+_CTYPES = {np.dtype(I32): ctypes.c_int, np.dtype(np.float32): ctypes.c_float,
+           np.dtype(np.float64): ctypes.c_double}
+
+
 def _wrap(v) -> np.int32:
     v = int(v) & 0xFFFFFFFF
     return I32(v - (1 << 32) if v & 0x80000000 else v)
@@ -77,12 +81,11 @@ class _Machine:
     def foreign(self, e, args):
         """The C function a Call links (libm's, or a header function's shim), through ctypes
         with the argument and result types the compiled code uses."""
-        ctype = {np.dtype(I32): ctypes.c_int, np.dtype(np.float32): ctypes.c_float,
-                 np.dtype(np.float64): ctypes.c_double}
         sym = e.symbol or e.fname
         key = (sym, tuple(a.dtype for a in args), e.nature)
         fn = self.calls.get(key)
         if fn is None:
+            ctype = _CTYPES
             try:
                 fn = getattr(ctypes.CDLL(None), sym)
             except AttributeError:

@@ -130,11 +130,16 @@ def _label_path(label: str, folders: list) -> tuple[list, str]:
     return folders, label
 
 
+def _group_folders(groups: tuple) -> list:
+    """A widget's enclosing groups as (kind h|v|t, label as written), outermost first."""
+    return [(k if k in "hvt" else "v", g) for k, g in groups]
+
+
 def _top_folder(groups: tuple, label: str):
     """The identity of a widget's top-level folder, as Faust's UI tree merges folders: its
     kind and its label as written, metadata included (vgroup("[1]") and vgroup("[2]") are
     two folders, both shown as 0x00); None for a widget directly in the root."""
-    raw, _ = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
+    raw, _ = _label_path(label, _group_folders(groups))
     return raw[0] if raw else None
 
 
@@ -262,7 +267,7 @@ def ui_chain(ctx: PropagateContext, groups: tuple, label: str) -> tuple[tuple, s
     """(folders from the UI root, the widget's label as written): each folder (kind,
     label as written, shown name).  The root is the program's folder, or the lone
     top-level folder (named after the program when its label is empty)."""
-    raw, last = _label_path(label, [(k if k in "hvt" else "v", g) for k, g in groups])
+    raw, last = _label_path(label, _group_folders(groups))
     chain = [(k, g, parse_label(g)[0] or EMPTY_LABEL) for k, g in raw]
     if not ctx.drop_root:
         chain.insert(0, ("v", "", ctx.name))
