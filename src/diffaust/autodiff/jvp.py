@@ -35,35 +35,29 @@ def diff_variables(outputs) -> list[Sig]:
 
 
 class Tangents:
-    """Tangents of signals with respect to one variable (a control signal)."""
+    """Tangents of signals with respect to one variable (a control signal).
 
-    def __init__(self, var: Sig, tag: str, trace: list | None = None):
+    `roots`: the signals whose tangents will be asked for (the program's outputs); the
+    dependence analysis covers every node reachable from them."""
+
+    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None):
         self.var = var
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
-        self.dep: dict = {}
-        self.groups: dict = {}  # recursion name -> rec node (filled by jvp_program)
         self.trace = trace
-
-    # -- does s depend on the variable?
-    def _reach(self, s: Sig, cache: dict, recvar_dep) -> bool:
-        r = cache.get(s)
-        if r is not None:
-            return r
-        for n in walk([s]):
-            if n in cache:
-                continue
-            if n is self.var:
-                cache[n] = True
-            elif n.op == "recvar":
-                cache[n] = recvar_dep(n.attr)
-            else:
-                cache[n] = any(cache[a] for a in n.args)
-        return cache[s]
+        order = walk(list(roots))
+        self.groups = {n.attr: n for n in order if n.op == "rec"}
+        self.dep = dependents(order, var, self.groups)
 
     def depends(self, s: Sig) -> bool:
-        """s depends on the variable (through feedback too)."""
-        return self._reach(s, self.dep, lambda var: self._group_depends(self.groups[var]))
+        """s depends on the variable, through any feedback path (see `dependents`)."""
+        r = self.dep.get(s)
+        if r is None:
+            # a node built after the analysis (not reachable from the roots)
+            extra = dependents(walk([s]), self.var, self.groups, self.dep)
+            self.dep.update(extra)
+            r = self.dep[s]
+        return r
 
     def of(self, s: Sig) -> Sig:
         r = self.memo.get(s)
@@ -133,7 +127,10 @@ class Tangents:
         i = s.attr
         g = s.args[0]
         if g.op == "recvar":
-            # inside the group's bodies: the tangent group's own output
+            # inside the group's bodies: the tangent group's own output (0 when the group
+            # does not depend on p, then no tangent group exists)
+            if not self.depends(self.groups[g.attr]):
+                return B.const(0.0)
             return proj(i, recvar(f"{g.attr}_{self.tag}"))
         if not self._group_depends(g):
             return B.const(0.0)
@@ -147,18 +144,7 @@ class Tangents:
         return proj(i, tg)
 
     def _group_depends(self, g: Sig) -> bool:
-        key = ("gdep", g)
-        r = self.dep.get(key)
-        if r is None:
-            # a group depends on p iff one of its bodies does, its own feedback left out
-            # (provisionally False while it is being decided: breaks mutual references)
-            self.dep[key] = False
-            cache: dict = {}
-            own = g.attr
-            r = any(self._reach(b, cache, lambda var: False if var == own
-                                else self._group_depends(self.groups[var])) for b in g.args)
-            self.dep[key] = r
-        return r
+        return self.depends(g)
 
     def _tangent_group(self, g: Sig):
         var = g.attr
@@ -171,6 +157,49 @@ class Tangents:
         if self.trace is not None:
             self.trace.append(f"    recursion {var}: tangent recursion {dvar}")
         return rec(dvar, tuple(closed))
+
+
+def dependents(order, var: Sig, groups: dict, known: dict | None = None) -> dict:
+    """{node: depends on `var`} for the nodes of `order` (children before parents).
+
+    A node depends on p when p is reachable from it, where a reference `recvar(v)` leads
+    to the group v (and so to its bodies): the feedback of any recursion, at any nesting
+    depth, carries p's influence.  This is reachability in a graph with cycles, computed
+    as a breadth-first search backwards from p over the reversed edges (node → parent,
+    group v → every recvar(v)), so a group that depends on p only through an enclosing
+    group's feedback is found too.  Linear in the size of the graph.
+
+    known: results already computed for nodes outside `order` (their dependence is final)."""
+    known = known or {}
+    parents: dict = {}
+    refs: dict = {}  # group name -> recvar nodes naming it
+    for n in order:
+        if n in known:
+            continue
+        if n.op == "recvar":
+            refs.setdefault(n.attr, []).append(n)
+        for a in n.args:
+            parents.setdefault(a, []).append(n)
+    dep = {n: False for n in order if n not in known}
+    # seeds: p itself, and nodes whose already-known children depend on p
+    frontier = [n for n in order if n is var and n in dep]
+    for n in order:
+        if n in dep and any(known.get(a) for a in n.args):
+            frontier.append(n)
+        elif n in dep and n.op == "recvar" and n.attr in groups and known.get(groups[n.attr]):
+            frontier.append(n)
+    for n in frontier:
+        dep[n] = True
+    while frontier:
+        n = frontier.pop()
+        nxt = list(parents.get(n, ()))
+        if n.op == "rec":  # every group of that name (over-approximating is safe)
+            nxt.extend(refs.get(n.attr, ()))
+        for m in nxt:
+            if m in dep and not dep[m]:
+                dep[m] = True
+                frontier.append(m)
+    return dep
 
 
 def substitute(sigs, var: str, group: Sig) -> list:
@@ -216,12 +245,10 @@ def remake(n: Sig, args: tuple) -> Sig:
 def jvp_program(outputs, variables, trace: list | None = None) -> list:
     """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables)."""
     result = [[None] * len(variables) for _ in outputs]
-    groups = {n.attr: n for n in walk(outputs) if n.op == "rec"}
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", trace)
-        t.groups = groups
+        t = Tangents(v, f"d{k}", outputs, trace)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:
