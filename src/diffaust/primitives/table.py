@@ -194,6 +194,10 @@ def iv_bool(*_):
     return (0.0, 1.0)
 
 
+def iv_unit(*_):
+    return (-1.0, 1.0)
+
+
 def iv_any(*_):
     return (-INF, INF)
 
@@ -390,8 +394,9 @@ def math1(name, fn, jvp, interval=iv_any, libm=None, intrinsic=None):
                           f"{libm or name}{{f}}({{0}})"))
 
 
-math1("sin", np.sin, _unary(lambda B, x: B.prim("cos", x)))                                # sin' = cos
-math1("cos", np.cos, _unary(lambda B, x: B.neg(B.prim("sin", x))))                         # cos' = -sin
+# sin and cos lie in [-1, 1] (as Faust types them: `x@int(3 + 2*sin(y))` gets a 6-sample line)
+math1("sin", np.sin, _unary(lambda B, x: B.prim("cos", x)), iv_unit)                       # sin' = cos
+math1("cos", np.cos, _unary(lambda B, x: B.neg(B.prim("sin", x))), iv_unit)                # cos' = -sin
 math1("tan", np.tan, _unary(lambda B, x: B.add(B.const(1.0), B.mul(B.prim("tan", x), B.prim("tan", x)))))  # tan' = 1 + tan²
 math1("asin", np.arcsin, _unary(lambda B, x: B.div(B.const(1.0), B.prim("sqrt", B.sub(B.const(1.0), B.mul(x, x))))))   # 1/√(1-x²)
 math1("acos", np.arccos, _unary(lambda B, x: B.neg(B.div(B.const(1.0), B.prim("sqrt", B.sub(B.const(1.0), B.mul(x, x)))))))  # -1/√(1-x²)

@@ -128,7 +128,7 @@ class Dsp:
         y = self.instance(params).compute(x, n)
         p = self.primal_outputs
         k = len(self.diff_params)
-        return y[:p], y[p:].reshape(p, k, -1)
+        return y[:p], y[p:].reshape(p, k, y.shape[-1])
 
     def listing(self, lang: str = "c") -> str:
         """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
