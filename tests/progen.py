@@ -289,7 +289,9 @@ def generate(seed: int, max_depth: int = 5) -> Program:
     params = []
     for k in range(r.randint(1, 3)):
         lo, hi = -2.0, 2.0
-        params.append((f"p{k}", round(r.uniform(-0.9, 0.9), 3), lo, hi))
+        # six digits: a base value on a discontinuity of the program (p·4 an integer under
+        # floor) would make finite differences meaningless there
+        params.append((f"p{k}", round(r.uniform(-0.9, 0.9), 6), lo, hi))
     sc = {"inputs": [f"x{i}" for i in range(inputs)], "params": [p[0] for p in params], "fb": [], "vars": [],
           "iters": [], "names": frozenset(f"x{i}" for i in range(inputs))}
     outs = [g.expr(sc, 0) for _ in range(r.randint(1, 3))]
