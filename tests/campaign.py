@@ -9,7 +9,8 @@ program by program and parameter by parameter, with central finite differences o
 * diffaust's own double-precision output (always), and
 * the real Faust compiler's (`faust -double`, when it is installed),
 
-and diffaust's primal output with Faust's.
+and diffaust's primal output with Faust's (a difference there is status `primal`: a
+conformance finding, not a derivative one; kept under tests/programs/campaign/primal/).
 
 Finite differences are taken with two steps, h = 1e-4·max(1, |p|) and h/10.  A sample
 is compared only where the two agree (|fd_h − fd_h/10| ≤ 1e-7·(peak + |fd_h/10|)):
@@ -53,7 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 @dataclass
 class Result:
     seed: int
-    status: str = "pass"        # pass | fail | unbounded | discontinuous | error
+    status: str = "pass"        # pass | fail | primal | unbounded | discontinuous | error
     errors: dict = field(default_factory=dict)    # (param, source) -> relative error
     compared: dict = field(default_factory=dict)  # (param, source) -> fraction of samples compared
     message: str = ""
@@ -172,7 +173,7 @@ def check_specs(source, specs, n, faust, tol, single=False):
             perr = float(np.max(np.abs(yk - rk))) / scale
             r.errors[("primal", "faust")] = perr
             if perr > PRIMAL_TOL:
-                r.status, r.message = "fail", f"primal output differs from Faust's by {perr:.3g} of its peak"
+                r.status, r.message = "primal", f"primal output differs from Faust's by {perr:.3g} of its peak"
         for full, init in spec.params:
             if full not in labels:
                 continue  # the parameter is not used: no channel
@@ -188,17 +189,18 @@ def check_specs(source, specs, n, faust, tol, single=False):
                 r.errors[(full, name)] = err
                 r.compared[(full, name)] = frac
                 if err > tol:
+                    r.message = (f"d/d{full} vs {name} FD: error {err:.3g} of the peak"
+                                 if r.status != "fail" else r.message)
                     r.status = "fail"
-                    r.message = r.message or f"d/d{full} vs {name} FD: error {err:.3g} of the peak"
         if r.status == "pass" and r.compared and min(r.compared.values()) < 0.5:
             r.status = "discontinuous"
     return results
 
 
-def fails_alone(prog, n, faust, tol=TOL) -> bool:
+def fails_alone(prog, n, faust, tol=TOL, status="fail") -> bool:
     prog.prefix = ""
     res = check_batch([prog], n=n, faust=faust, tol=tol)[0]
-    return res.status == "fail"
+    return res.status == status
 
 
 def run(seeds, n=10000, batch=16, faust=True, shrink=False, keep=False, max_depth=5, progress=True):
@@ -211,9 +213,9 @@ def run(seeds, n=10000, batch=16, faust=True, shrink=False, keep=False, max_dept
         res = check_batch(progs, n=n, faust=faust)
         results.extend(res)
         for p, r in zip(progs, res):
-            if r.status == "fail" and shrink:
+            if r.status in ("fail", "primal") and shrink:
                 small = progen.shrink(progen.generate(p.seed, max_depth=max_depth),
-                                      lambda c: fails_alone(c, n, faust))
+                                      lambda c, st=r.status: fails_alone(c, n, faust, status=st))
                 small.prefix = ""
                 minimal.append((r, small))
                 if keep:
@@ -235,7 +237,7 @@ def _counts(results) -> dict:
 
 
 def _keep(prog, res):
-    folder = os.path.join(HERE, "programs", "campaign")
+    folder = os.path.join(HERE, "programs", "campaign", *(["primal"] if res.status == "primal" else []))
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"seed{prog.seed}.dsp")
     tmp = path + ".tmp"
@@ -276,7 +278,7 @@ def main(argv=None):
     if worst:
         print(f"largest error among passing programs: {worst[1]:.3g} ({worst[0]})")
     for r in results:
-        if r.status in ("fail", "error"):
+        if r.status in ("fail", "error", "primal"):
             print(f"seed {r.seed}: {r.status}: {r.message}")
     for r, small in minimal:
         print(f"--- seed {r.seed}, shrunk:\n{small.source()}")

@@ -214,3 +214,116 @@ def test_every_foreign_function_has_a_rule_test_or_is_refused():
                 diffaust.compile(src, diff=True, use_cache=False)
         else:
             assert name in FOREIGN_CASES, f"no derivative test for foreign function {name}"
+
+
+# ------------------------------------------------ derivative conventions (docs/DERIVATIVES.md)
+# At a point where a primitive is not differentiable (a tie, a kink, a step) the derivative
+# is a convention; between such points most of these are the true derivative, 0 for a
+# piecewise-constant signal.  Each row: (program, value of p, input or None, expected
+# derivative d out/d p per sample).  `x` is 1, 4, 9, 16 (a signal whose differences are
+# easy to read).
+_XS = [1.0, 4.0, 9.0, 16.0]
+_FF = {n: f'ff_{n} = ffunction(float {n}f|{n}|{n}l ({", ".join(["float"] * k)}), <math.h>, "");'
+       for n, k in (("fabs", 1), ("fmin", 2), ("fmax", 2), ("copysign", 2))}
+TIE_CASES = [
+    # |x|' = sign(x) x', 0 at x = 0; the libm fabs takes +x' there
+    ("abs at 0", "abs(p)", 0.0, None, [0.0]),
+    ("abs(-p) at 0", "abs(-p)", 0.0, None, [0.0]),
+    ("fabs at 0", _FF["fabs"] + "process = ff_fabs(p);", 0.0, None, [1.0]),
+    # min/max (and fmin/fmax) at a tie: the first argument's derivative
+    ("min tie first", "min(p, 0)", 0.0, None, [1.0]),
+    ("min tie first (const)", "min(0, p)", 0.0, None, [0.0]),
+    ("min tie 2p", "min(2*p, p)", 0.0, None, [2.0]),
+    ("max tie first", "max(p, 0)", 0.0, None, [1.0]),
+    ("max tie first (const)", "max(0, p)", 0.0, None, [0.0]),
+    ("max tie 2p", "max(2*p, p)", 0.0, None, [2.0]),
+    ("fmin tie", _FF["fmin"] + "process = ff_fmin(p, 0), ff_fmin(0, p);", 0.0, None, [1.0, 0.0]),
+    ("fmax tie", _FF["fmax"] + "process = ff_fmax(p, 0), ff_fmax(0, p);", 0.0, None, [1.0, 0.0]),
+    # copysign(x, y)' = ±x': + where x and the result have the same sign (so + at x = 0)
+    ("copysign at 0", _FF["copysign"] + "process = ff_copysign(p, -1);", 0.0, None, [1.0]),
+    ("copysign", _FF["copysign"] + "process = ff_copysign(p, -1);", 0.2, None, [-1.0]),
+    # piecewise constant: 0, also exactly at a step
+    ("floor", "floor(p)", 0.3, None, [0.0]),
+    ("floor at a step", "floor(p)", 0.0, None, [0.0]),
+    ("ceil", "ceil(p)", 0.3, None, [0.0]),
+    ("rint tie", "rint(p + 0.5)", 0.0, None, [0.0]),
+    ("round tie", "round(p + 0.5)", 0.0, None, [0.0]),
+    # every int-nature signal: casts, comparisons, bitwise, int %, ba.time-like counters
+    ("int cast", "int(p * 10)", 0.3, None, [0.0]),
+    ("float of int", "float(int(p * 10))", 0.3, None, [0.0]),
+    ("comparison", "p > 0", 0.0, None, [0.0]),
+    ("comparison times p", "(p > 0) * p", 0.5, None, [1.0]),
+    ("bitwise", "int(p * 100) & 3", 0.3, None, [0.0]),
+    ("int %", "int(p * 100) % 7", 0.3, None, [0.0]),
+    # f mod g: (f mod g)' = f' - g' q, q = (f - f mod g)/g: the jump at a multiple is ignored
+    ("% at a multiple", "p % 0.25", 0.25, None, [1.0]),
+    ("fmod at a multiple", "fmod(p, 0.25)", 0.25, None, [1.0]),
+    ("fmod divisor", "fmod(1, p)", 0.3, None, [-3.0]),
+    ("remainder tie", "remainder(p, 0.25)", 0.125, None, [1.0]),
+    # select2/select3: the selector gets no derivative, the chosen branch does
+    ("select2 first", "select2(p > 0, p, 2*p)", -0.5, None, [1.0]),
+    ("select2 second", "select2(p > 0, p, 2*p)", 0.5, None, [2.0]),
+    ("select2 at the switch", "select2(p > 0, p, 2*p)", 0.0, None, [1.0]),
+    ("select3", "select3(int(p*3), p, 2*p, 3*p)", 0.4, None, [2.0]),
+    # tables: rdtable 0; rwtable carries the written signal's derivative
+    ("rdtable index", "rdtable(4, 0.5, int((p + 1)*1.5))", 0.5, None, [0.0]),
+    ("rwtable written", "rwtable(4, 0.0, 0, p, 0)", 0.3, None, [1.0]),
+    # delays: an int amount carries no derivative; a real amount the one-sample difference
+    # (x@d)' = -d' (x@d - x@(d+1)), NOT the derivative (0) of Faust's truncating @
+    ("delay int amount", "_ @ int((p + 1) * 1.5)", 0.0, _XS, [0.0, 0.0, 0.0, 0.0]),
+    ("delay real amount", "_ @ ((p + 1) * 1.5)", 0.0, _XS, [0.0, -1.5, -4.5, -7.5]),
+    ("delay real amount at an integer", "_ @ ((p + 1) * 1.5)", 1.0 / 3.0, _XS, [0.0, 0.0, -1.5, -4.5]),
+]
+
+
+@pytest.mark.parametrize("case", TIE_CASES, ids=[c[0] for c in TIE_CASES])
+def test_tie_conventions(case):
+    name, body, p, xs, expected = case
+    src = 'p = hslider("p [diff:1]", 0, -1, 1, 0.001);' + (body if "process" in body else f"process = {body};")
+    d = diffaust.compile(src, diff=True, double=True, use_cache=False)
+    n = len(xs) if xs else 1
+    x = np.array([xs]) if d.inputs else None
+    dy = d.render(x, n=n, params={"p": p})
+    got = dy[:, 0] if xs is None else dy[0]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
+
+
+def test_delay_rule_is_the_slope_of_linear_interpolation_not_of_truncation():
+    # x@d with a real d: Faust truncates d, so y(p) is piecewise constant in p (finite
+    # differences 0); diffaust's rule gives the slope of the segment d lies in, which is the
+    # true derivative of the linearly interpolated delay de.fdelay
+    src = ('import("stdfaust.lib"); p = hslider("p [diff:1]", 0.5, 0, 1, 0.001);'
+           'process = _ <: @(p*3), de.fdelay(8, p*3);')
+    d = diffaust.compile(src, diff=True, double=True, use_cache=False)
+    plain = diffaust.compile(src, double=True, use_cache=False)
+    x = np.array([_XS * 2])
+    dy = d.render(x)
+    np.testing.assert_allclose(dy[0], dy[1], atol=1e-12)
+    h = 1e-6
+    fd = (plain.render(x, params={"p": 0.5 + h}) - plain.render(x, params={"p": 0.5 - h})) / (2 * h)
+    np.testing.assert_allclose(fd[0], 0.0, atol=1e-9)            # truncating @: flat in p
+    np.testing.assert_allclose(fd[1], dy[1], rtol=1e-6, atol=1e-6)  # fdelay: the rule is exact
+
+
+@pytest.mark.parametrize("widget", ['button("b [diff:1]")', 'checkbox("b [diff:1]")',
+                                    'nentry("b [diff:1]", 0, 0, 1, 1)'])
+def test_buttons_and_checkboxes_are_real_variables(widget):
+    # a [diff:1] button or checkbox is differentiated as if its value were continuous
+    d = diffaust.compile(f"process = _ * {widget} * {widget};", diff=True, double=True, use_cache=False)
+    assert d.derivative_names == ["d out0/d b"]
+    np.testing.assert_allclose(d.render(np.full((1, 2), 3.0), params={"b": 1.0}), [[6.0, 6.0]])
+
+
+def test_unknown_ffunction_names_the_nondiff_flag_and_nondiff_gives_zero():
+    src = ('f = ffunction(float mysteryf(float), <math.h>, "");'
+           'p = hslider("p [diff:1]", 1, 0, 2, .1); process = _ <: (_ * p : f), _ * p;')
+    with pytest.raises(DerivativeError, match=r"'mysteryf'.*--nondiff mysteryf"):
+        diffaust.compile(src, diff=True, use_cache=False)
+    src = src.replace("mysteryf", "tgammaf|tgamma|tgammal")  # one that links
+    d = diffaust.compile(src, diff=True, double=True, use_cache=False, nondiff=("tgamma",), trace=True)
+    assert "ffunction tgammaf|tgamma|tgammal: declared non-differentiable by --nondiff tgamma" in d.trace
+    np.testing.assert_allclose(d.render(np.full((1, 2), 0.5)), [[0.0, 0.0], [0.5, 0.5]])
+    from diffaust.errors import UsageError
+
+    with pytest.raises(UsageError, match="calls no ffunction of that name"):
+        diffaust.compile(src, diff=True, use_cache=False, nondiff=("sinh",))

@@ -16,6 +16,7 @@ from diffaust.reference import faust_available
 
 HERE = os.path.join(os.path.dirname(__file__), "programs", "campaign")
 KEPT = sorted(f for f in os.listdir(HERE) if f.endswith(".dsp"))
+PRIMAL = sorted(f for f in os.listdir(os.path.join(HERE, "primal")) if f.endswith(".dsp"))
 
 
 def _run(seeds):
@@ -26,6 +27,8 @@ def _run(seeds):
     counts = campaign._counts(results)
     # most programs must be checked in full (not unbounded, not too discontinuous to compare)
     assert counts.get("pass", 0) >= 0.8 * len(results), counts
+    # primal differences from Faust are rounding-order knife edges (see primal/): rare
+    assert counts.get("primal", 0) <= 0.01 * len(results), counts
     return results
 
 
@@ -49,6 +52,20 @@ def test_kept_campaign_failures(name):
         source = f.read()
     prog = _KeptProgram(source)
     res = campaign.check_source(prog.source, prog.params, n=10000, faust=faust_available())
+    assert res.status == "pass", f"{name}: {res.status}: {res.message}"
+
+
+@pytest.mark.reference
+@pytest.mark.xfail(strict=True, reason="conformance, not derivatives: Faust's normal form rounds "
+                   "differently and an int() of the result flips (docs/DESIGN-NOTES.md)")
+@pytest.mark.parametrize("name", PRIMAL)
+def test_kept_primal_differences(name):
+    """A shrunk program whose output differs from Faust's (found by the campaign's primal
+    check).  Strict xfail: when the normal form is fixed this passes, and the file moves up."""
+    with open(os.path.join(HERE, "primal", name)) as f:
+        source = f.read()
+    prog = _KeptProgram(source)
+    res = campaign.check_source(prog.source, prog.params, n=10000, faust=True)
     assert res.status == "pass", f"{name}: {res.status}: {res.message}"
 
 

@@ -140,6 +140,192 @@ def test_verify_tolerance_failure(capsys):
     assert code == 1 and "exceeds --tol" in err and "Traceback" not in err
 
 
+ZITA = """import("stdfaust.lib");
+t60 = hslider("t60 [diff:1]", 3, 1, 8, 0.1);
+f2 = hslider("hfdamp [diff:1]", 6000, 1500, 20000, 1);
+process = re.zita_rev1_stereo(20, 200, f2, t60, t60*0.8, 48000);
+"""
+
+# sinh is an ffunction with a known derivative: --nondiff sinh drops it on purpose
+SINH = 'sh = ffunction(float sinhf|sinh|sinhl(float), <math.h>, "");\n'
+GAMMA = 'gm = ffunction(float tgammaf|tgamma|tgammal(float), <math.h>, "");\n'
+P_DIFF = 'p = hslider("p [diff:1]", 0.5, 0, 1, 0.001);\n'
+
+
+def _write(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
+    return f
+
+
+def _summary(out):
+    """The 'Worst: ...' line."""
+    lines = [ln for ln in out.splitlines() if ln.startswith("Worst: ")]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_verify_zita_defaults_pass_tolerance(tmp_path):
+    # what a user types: one second (44100 samples) of 2-channel noise, central, double
+    zita = _write(tmp_path, "zita.dsp", ZITA)
+    code, out, err = run_process("verify", "--diff", zita, "--central", "-double", "--tolerance", "1e-6",
+                                 cwd=tmp_path)
+    assert code == 0, out + err
+    assert "Input: noise (2 channels)" in out and "Samples: 44100 at 44100 Hz" in out
+    assert "Epsilon: 0.0001 x max(1, |p|): hfdamp 0.6, t60 0.0003 (central differences, double)" in out
+    worst = _summary(out)
+    assert worst.endswith("all 44100 samples compared"), worst
+    err_value = float(worst.split("error ")[1].split()[0])
+    assert err_value < 1e-7, worst  # measured 6.4e-9
+    assert out.splitlines()[-1].startswith("PASS: error ")
+    # the table: the first 100 samples of the 4 rows (2 outputs x 2 parameters), then a note
+    rows = [ln for ln in out.splitlines() if ln.endswith(" %")]
+    assert len(rows) == 400
+    assert "  ... (44000 more samples; --rows 44100 prints them all)" in out
+    for name in ("hfdamp[0]", "t60[0]", "hfdamp[1]", "t60[1]"):
+        assert f"Parameter: {name}" in out
+    assert out.count("Samples compared:      44100 of 44100") == 4
+
+
+def test_verify_default_length_and_one_noise_channel_per_input(capsys, tmp_path):
+    from diffaust.audio import lcg_noise
+
+    prog = _write(tmp_path, "stereo.dsp", 'g = hslider("g [diff:1]", 0.5, 0, 1, 0.01);\n'
+                                          'process = *(g), *(g*2);\n')
+    code, out, err = run(capsys, "verify", "--diff", prog, "--sr", "8000", "--rows", "2")
+    assert code == 0, err
+    assert "Samples: 8000 at 8000 Hz" in out and "Input: noise (2 channels)" in out
+    assert "Samples compared:       8000 of 8000" in out
+    rows = [ln for ln in out.splitlines() if ln.endswith(" %")]
+    assert len(rows) == 4  # 2 samples x 2 outputs
+    # d out0/d g = x0, d out1/d g = 2 x1: the autodiff column shows the two noise channels
+    ad = [float(r[20:35]) for r in rows]
+    x0, x1 = lcg_noise(0, 2), lcg_noise(1, 2)
+    np.testing.assert_allclose(ad, [x0[0], 2 * x1[0], x0[1], 2 * x1[1]], atol=1e-9)
+    assert abs(x0[0] - x1[0]) > 1e-3  # independent channels
+    # -n still sets the length; a program without inputs gets none
+    mono = _write(tmp_path, "osc.dsp", 'g = hslider("g [diff:1]", 0.5, 0, 1, 0.01);\nprocess = g*g;\n')
+    code, out, err = run(capsys, "verify", "--diff", mono, "-n", "30", "-q")
+    assert code == 0, err
+    assert "Input: none (the program has no inputs)" in out and "Samples: 30 at 44100 Hz" in out
+
+
+def test_verify_off_by_a_tenth_of_a_percent_fails_tolerance(capsys, tmp_path):
+    # d/dp (x p + 0.001 sinh(p)): --nondiff sinh drops 0.001 cosh(p), ~0.1 % of the peak
+    prog = _write(tmp_path, "almost.dsp", SINH + P_DIFF + "process = _ * p + 0.001 * sh(p);\n")
+    code, out, err = run(capsys, "verify", "--diff", prog, "--central", "-double", "--tolerance", "1e-6",
+                         "-n", "4000", "-q")
+    assert code == 0, out + err
+    assert "PASS: error " in out
+    code, out, err = run(capsys, "verify", "--diff", prog, "--central", "-double", "--tolerance", "1e-6",
+                         "-n", "4000", "-q", "--nondiff", "sinh")
+    assert code == 1
+    _assert_one_line_error(code, out, err, "exceeds --tolerance 1e-06", "(p, sample ")
+    worst = _summary(out)
+    err_value = float(worst.split("error ")[1].split()[0])
+    assert 5e-4 < err_value < 2e-3, worst  # 0.001 cosh(0.5) / max|x + 0.001 cosh(0.5)|
+    assert "FAIL: error " in out
+    # the older absolute --tol still works, alone or with --tolerance
+    code, out, err = run(capsys, "verify", "--diff", prog, "--central", "-double", "--tol", "1e-9",
+                         "-n", "100", "-q", "--nondiff", "sinh")
+    assert code == 1 and "exceeds --tol 1e-09" in err
+
+
+def test_verify_relative_error_is_100_percent_when_autodiff_is_zero(capsys, tmp_path):
+    prog = _write(tmp_path, "sinh.dsp", SINH + P_DIFF + "process = _ * p : sh;\n")
+    code, out, err = run(capsys, "verify", "--diff", prog, "--nondiff", "sinh", "-n", "5", "-double",
+                         "--central")
+    assert code == 0, err
+    rows = [ln for ln in out.splitlines() if ln.endswith(" %")]
+    assert len(rows) == 5
+    for r in rows:
+        assert float(r[20:35]) == 0.0 and abs(float(r[35:50])) > 1e-3, r
+        assert r.endswith("  100.000 %"), r
+    assert "error 1.000e+00 of the finite-difference peak" in _summary(out)
+    # the API: 0 where both are 0, 100 where only one is
+    from diffaust.verify import Verification
+
+    v = Verification(["p"], np.array([[0.0, 0.0, 1.0, 2.0]]), np.array([[0.0, 3.0, 0.0, 1.0]]), None, True, {})
+    np.testing.assert_allclose(v.rel_error, [[0.0, 100.0, 100.0, 50.0]])
+    # a NaN derivative never passes
+    nan = Verification(["p"], np.array([[1.0, np.nan]]), np.array([[1.0, 1.0]]), None, True, {})
+    assert nan.max_error == np.inf and not nan.passed(1e-6) and nan.max_delta == np.inf
+
+
+def test_verify_jump_in_the_parameter_is_reported_not_failed(capsys, tmp_path):
+    # (x > p) jumps where the noise crosses p: samples from the first crossing on are left out
+    prog = _write(tmp_path, "cmp.dsp", P_DIFF.replace("0.5, 0, 1", "0.3, -1, 1") +
+                  "process = _ <: (_ > p) + _*p*p : + ~ *(0.9);\n")
+    code, out, err = run(capsys, "verify", "--diff", prog, "--central", "-double", "--tolerance", "1e-6", "-q")
+    assert code == 0, out + err
+    jump = [ln for ln in out.splitlines() if ln.startswith("Jump: ")]
+    assert len(jump) == 1 and "output 0 jumps in p at sample " in jump[0], out
+    m = int(jump[0].split("only the ")[1].split()[0])
+    assert 10 < m < 44100
+    assert f"{m} of 44100 samples compared (first jump, see above)" in _summary(out)
+    # comparing every sample: the jumps are 1/(2h) = 5000 times too big, and fail
+    code, out, err = run(capsys, "verify", "--diff", prog, "--central", "-double", "--tolerance", "1e-6", "-q",
+                         "--all-samples")
+    assert code == 1 and "exceeds --tolerance" in err
+    # p exactly at the threshold: nothing can be compared, said and failed
+    at = _write(tmp_path, "thr.dsp", P_DIFF + "process = _ + (p > 0.5) + p;\n")
+    code, out, err = run(capsys, "verify", "--diff", at, "--central", "-double", "--tolerance", "1e-6", "-q")
+    _assert_one_line_error(code, out, err, "no sample compared for p")
+    assert "(not checked: the output jumps in the parameter at the first sample)" in out
+
+
+# ------------------------------------------------------------------ --nondiff
+def test_nondiff_declares_an_ffunction_constant(capsys, tmp_path, monkeypatch):
+    prog = _write(tmp_path, "gamma.dsp", GAMMA + P_DIFF + "process = _ <: (_ * p : gm), _ * p;\n")
+    # without it: one-line error naming the function and the flag
+    for argv in (("compile", prog, "-diff"), ("render", prog, "-diff", "-n", "4"),
+                 ("verify", "--diff", prog, "-n", "4"), ("train", "--gt", prog, "--diff", prog)):
+        code, out, err = run(capsys, *argv)
+        _assert_one_line_error(code, out, err, "foreign function 'tgammaf'", "--nondiff tgammaf")
+    # with it (any of the C names): derivative 0 for the ffunction, the rest as usual
+    npy = tmp_path / "d.npy"
+    code, out, err = run(capsys, "render", prog, "-diff", "-double", "-n", "4", "--input", "ones",
+                         "--nondiff", "tgamma", "-o", npy)
+    assert code == 0, err
+    np.testing.assert_allclose(np.load(npy), [[0.0] * 4, [1.0] * 4])
+    code, out, err = run(capsys, "verify", "--diff", prog, "-n", "50", "-q", "--nondiff", "tgammal")
+    assert code == 0, err
+    # the differentiation trace says so
+    code, out, err = run(capsys, "compile", prog, "-diff", "-d", "--nondiff", "tgammaf")
+    assert code == 0, err
+    assert ("ffunction tgammaf|tgamma|tgammal: declared non-differentiable by --nondiff tgammaf: "
+            "derivative 0") in out
+    # a name the program never calls is a one-line error (a typo would otherwise do nothing)
+    code, out, err = run(capsys, "compile", prog, "-diff", "--nondiff", "tgama")
+    _assert_one_line_error(code, out, err, "--nondiff tgama: the program calls no ffunction of that name",
+                           "tgammaf, tgamma, tgammal")
+    # without -diff it changes nothing, and says so
+    code, out, err = run(capsys, "render", prog, "-n", "2", "--nondiff", "tgamma")
+    assert code == 0 and "warning: --nondiff has no effect without -diff" in err
+
+
+def test_nondiff_has_its_own_cache_entry(tmp_path, monkeypatch):
+    import os
+
+    import diffaust
+
+    monkeypatch.setenv("DIFFAUST_CACHE_DIR", str(tmp_path / "cache"))
+    src = SINH + P_DIFF + "process = _ * p : sh;"
+    x = np.full((1, 3), 2.0)
+    exact = 2.0 * np.cosh(1.0)  # d/dp sinh(2p) at p = 0.5
+    for _ in range(2):  # the second round reads the cache
+        with_rule = diffaust.compile(src, diff=True, double=True)
+        declared = diffaust.compile(src, diff=True, double=True, nondiff=("sinh",))
+        np.testing.assert_allclose(with_rule.render(x), exact, rtol=1e-12)
+        np.testing.assert_allclose(declared.render(x), 0.0)
+    entries = [f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".json")]
+    assert len(entries) == 2
+    # the same declaration in another order or spelling count is the same entry
+    again = diffaust.compile(src, diff=True, double=True, nondiff=["sinh", "sinh"])
+    np.testing.assert_allclose(again.render(x), 0.0)
+    assert len([f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".json")]) == 2
+
+
 # ------------------------------------------------------- render / compile
 def test_render_npy_and_wav(capsys, tmp_path):
     out_npy = tmp_path / "y.npy"

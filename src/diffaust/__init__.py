@@ -18,5 +18,8 @@ def compile(source_or_path, **kwargs):
 compile.__doc__ = """Compile Faust source text or a .dsp file to a `Dsp`.
 
     diffaust.compile(source_or_path, *, double=False, diff=False, sample_rate=44100,
-                     import_dirs=(), trace=False, use_cache=True) -> Dsp
+                     import_dirs=(), trace=False, use_cache=True, nondiff=()) -> Dsp
+
+nondiff: C names of ffunctions declared constant for differentiation (derivative 0),
+like ``--nondiff NAME``; see docs/DERIVATIVES.md.
 """

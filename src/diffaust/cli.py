@@ -1,11 +1,25 @@
 """The ``diffaust`` command.
 
-    diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm|cpp]
+    diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm|cpp|json] [--nondiff NAME]...
     diffaust render  FILE.dsp [-n N] [--sr 44100] [--input KIND|FILE] [--param NAME=VALUE]...
-                              [-double] [-diff] [-o OUT.npy|OUT.wav]
+                              [-double] [-diff] [--nondiff NAME]... [-o OUT.npy|OUT.wav]
     diffaust train   --input FILE --gt FILE --diff FILE [-lf l1|l2] [-lr RATE]
                      [--iterations N] [--csv loss.csv] [--plot loss.png] | --example NAME
-    diffaust verify  --input FILE --diff FILE [--epsilon 1e-3] [-n 100] [--central] | --example NAME
+    diffaust verify  --diff FILE [--input noise|FILE] [-n SR] [--central] [-double]
+                     [--epsilon EPS] [--tolerance T] [--tol T] [-q] | --example NAME
+
+``verify`` runs one second (``-n``, default the ``--sr`` rate) of the deterministic noise
+(one independent channel per program input; none for a program without inputs) through
+the program, compares each derivative channel with finite differences, prints the
+seed's table (the first ``--rows`` samples), mean |delta| and standard deviation per
+row, the peak error max|ad-fd|/max|fd| and a summary line with the worst parameter,
+sample and error; ``--tolerance T`` exits with status 1 when that peak error exceeds T
+(``--tol T`` on the absolute |ad-fd|).  Relative steps by default: 1e-4*max(1,|p|) for
+``--central -double``, 1e-3*max(1,|p|) otherwise.
+
+``--nondiff NAME`` (compile, render, train, verify; repeatable) declares the ffunction
+NAME constant for differentiation (tangent 0); without it an ffunction with no known
+derivative is an error naming it.
     diffaust plot    loss.csv [-o loss.png]
     diffaust examples
 
@@ -88,6 +102,9 @@ def _add_common(p, *, inputs=True):
     p.add_argument("--sr", type=_positive_int, default=44100, metavar="RATE", help="sample rate (default 44100)")
     p.add_argument("-I", dest="import_dirs", action="append", default=[], metavar="DIR",
                    help="add a folder to the library search path (repeatable)")
+    p.add_argument("--nondiff", action="append", default=[], metavar="NAME",
+                   help="declare the ffunction NAME (any of its C names: sinhf|sinh|sinhl) constant "
+                        "for differentiation: its derivative is 0 (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,20 +188,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     # verify
     p = sub.add_parser("verify", allow_abbrev=False, help="check derivatives against finite differences",
-                       description="The seed's verifier: autodiff derivative channels vs finite differences.")
+                       description="The seed's verifier: autodiff derivative channels vs finite differences "
+                                   "(see diffaust.verify for the measures). Exit status 1 when --tolerance "
+                                   "or --tol is exceeded.")
     p.add_argument("--example", metavar="NAME", help="use a bundled example's diff.dsp and input")
-    p.add_argument("--input", metavar="FILE",
-                   help="input: .dsp (default: the bundled noise.dsp), .npy, .wav, or impulse|noise|zeros|ones")
+    p.add_argument("--input", metavar="SIGNAL",
+                   help="input: noise (default: the deterministic noise, one independent channel per "
+                        "program input), impulse, zeros, ones, FILE.npy, FILE.wav or FILE.dsp")
     p.add_argument("--diff", metavar="FILE.dsp", help="program with [diff:1] parameters")
-    p.add_argument("--epsilon", "-e", type=_positive_float, default=1e-3, metavar="EPS",
-                   help="parameter perturbation (default 1e-3)")
-    p.add_argument("-n", type=_positive_int, default=100, metavar="N", help="number of samples (default 100)")
+    p.add_argument("--epsilon", "-e", type=_positive_float, default=None, metavar="EPS",
+                   help="absolute parameter step for every parameter (default: relative, "
+                        "1e-4*max(1,|p|) for --central -double, else 1e-3*max(1,|p|))")
+    p.add_argument("-n", type=_positive_int, default=None, metavar="N",
+                   help="number of samples (default: one second, the --sr value)")
     p.add_argument("--central", action="store_true", help="central differences instead of forward")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="parameter value to differentiate at (default: the slider's init); repeatable")
+    p.add_argument("--tolerance", type=_positive_float, default=None, metavar="T",
+                   help="exit with status 1 when the error relative to the peak of the finite "
+                        "difference, max|ad-fd|/max|fd| of some (output, parameter), exceeds T")
     p.add_argument("--tol", type=_positive_float, default=None, metavar="T",
-                   help="exit with status 1 when some |delta| exceeds T")
-    p.add_argument("-q", "--quiet", action="store_true", help="print only the per-parameter summary")
+                   help="exit with status 1 when some absolute |delta| = |ad-fd| exceeds T")
+    p.add_argument("--all-samples", action="store_true",
+                   help="compare every sample, also after a jump of the output in a parameter")
+    p.add_argument("--rows", type=_nonneg_int, default=100, metavar="K",
+                   help="print the table for the first K samples (default 100)")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no per-sample table: only the per-parameter summary and the summary line")
     _add_common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -221,7 +251,16 @@ def _compile(path: str, args, **kw):
 
     _check_file(path)
     rt = _runtime()
+    nondiff = tuple(getattr(args, "nondiff", ()) or ())
+    if nondiff and kw.get("diff"):
+        kw["nondiff"] = nondiff
     return rt.compile(path, double=args.double, sample_rate=args.sr, import_dirs=tuple(args.import_dirs), **kw)
+
+
+def _warn_nondiff_unused(args) -> None:
+    """--nondiff only changes a differentiated program."""
+    if getattr(args, "nondiff", None) and not args.diff:
+        print(f"{PROG}: warning: --nondiff has no effect without -diff", file=sys.stderr)
 
 
 def _accepts_kw(fn, name: str) -> bool:
@@ -271,8 +310,10 @@ def cmd_compile(args) -> int:
     if args.dump:
         from .runtime.pipeline import dump_stage
 
+        _warn_nondiff_unused(args)
         text = dump_stage(args.file, args.dump, double=args.double, diff=args.diff,
-                          import_dirs=tuple(args.import_dirs))
+                          import_dirs=tuple(args.import_dirs),
+                          nondiff=tuple(args.nondiff) if args.diff else ())
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     rt = _runtime()
@@ -281,6 +322,7 @@ def cmd_compile(args) -> int:
         if not _accepts_kw(rt.compile, "trace"):
             raise UsageError("-d (differentiation trace) is not supported by this build")
         kw["trace"] = True
+    _warn_nondiff_unused(args)
     dsp = _compile(args.file, args, **kw)
     if args.details:
         trace = getattr(dsp, "trace", None)
@@ -296,6 +338,7 @@ def cmd_compile(args) -> int:
 def cmd_render(args) -> int:
     from .audio import input_signal, write_npy, write_wav
 
+    _warn_nondiff_unused(args)
     dsp = _compile(args.file, args, diff=args.diff)
     if args.diff and not dsp.diff_params:
         raise UsageError(f"{args.file}: -diff, but no parameter is marked [diff:1]: no derivative channel")
@@ -335,8 +378,9 @@ def cmd_render(args) -> int:
     return 0
 
 
-def _resolve_files(args, need_gt: bool):
-    """(input, gt, diff, example) from --example and explicit flags (explicit ones win)."""
+def _resolve_files(args, need_gt: bool, default_input: Optional[str] = None):
+    """(input, gt, diff, example) from --example and explicit flags (explicit ones win);
+    without either, the input is ``default_input`` (else the bundled noise.dsp)."""
     ex = None
     inp, gt, diff = args.input, getattr(args, "gt", None), args.diff
     if args.example:
@@ -349,7 +393,7 @@ def _resolve_files(args, need_gt: bool):
     missing = [flag for flag, v in (("--gt", gt if need_gt else "x"), ("--diff", diff)) if not v]
     if missing:
         raise UsageError(f"missing {' and '.join(missing)} (or use --example NAME; see 'diffaust examples')")
-    return inp or _default_input(), gt, diff, ex
+    return inp or default_input or _default_input(), gt, diff, ex
 
 
 def _signal_for(spec, channels, n, args):
@@ -427,30 +471,46 @@ def cmd_train(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import print_table, verify
+    from .verify import print_table, step_text, verify
 
-    inp, _gt, diff_path, _ex = _resolve_files(args, need_gt=False)
+    inp, _gt, diff_path, _ex = _resolve_files(args, need_gt=False, default_input="noise")
     dsp = _compile(diff_path, args, diff=True)
     if not dsp.diff_params:
         raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to verify")
     params = _check_params(dsp, args.param)
-    x = _signal_for(inp, dsp.inputs, args.n, args) if dsp.inputs else None
-    v = verify(dsp, x, n=args.n, epsilon=args.epsilon, central=args.central, params=params)
-    print(f"Input: {inp}\nDifferentiable: {diff_path}")
-    print(f"Epsilon: {args.epsilon:g} ({'central' if args.central else 'forward'} differences, "
+    n = args.n if args.n is not None else args.sr  # one second: long enough for a reverb's feedback
+    x = _signal_for(inp, dsp.inputs, n, args) if dsp.inputs else None
+    v = verify(dsp, x, n=n, epsilon=args.epsilon, central=args.central, params=params,
+               jump_check=not args.all_samples)
+    what = (f"{inp} ({dsp.inputs} channel{'s' if dsp.inputs != 1 else ''})" if dsp.inputs
+            else "none (the program has no inputs)")
+    print(f"Input: {what}\nDifferentiable: {diff_path}")
+    print(f"Samples: {n} at {args.sr} Hz")
+    print(f"Epsilon: {step_text(v)} ({'central' if args.central else 'forward'} differences, "
           f"{'double' if args.double else 'float'})")
-    print("Parameters: " + ", ".join(f"{k} = {_fmt_value(val)}" for k, val in v.params.items()) + "\n")
-    if args.quiet:
-        lines = []
-        print_table(v, write=lines.append)
-        start = next((i for i, s in enumerate(lines) if s.startswith("Parameter: ")), len(lines))
-        print("\n".join(lines[start:]))
-    else:
-        print_table(v)
+    print("Parameters: " + ", ".join(f"{k} = {_fmt_value(val)}" for k, val in v.params.items())
+          + ("" if args.quiet else "\n"))
+    print_table(v, rows=args.rows, table=not args.quiet)
+    status = 0
+    if args.tolerance is not None:
+        k, i, err = v.worst()
+        if v.unchecked:
+            print(f"FAIL: not checked: {', '.join(v.unchecked)}")
+            print(f"{PROG}: error: no sample compared for {v.unchecked[0]}: the output jumps in it at the "
+                  f"first sample (a non-differentiable point: move it with --param, or --all-samples)",
+                  file=sys.stderr)
+            status = 1
+        elif err > args.tolerance:
+            print(f"FAIL: error {err:.3e} > --tolerance {args.tolerance:g}")
+            print(f"{PROG}: error: derivative error {err:.3e} of the finite-difference peak "
+                  f"({v.names[k]}, sample {i + 1}) exceeds --tolerance {args.tolerance:g}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"PASS: error {err:.3e} <= --tolerance {args.tolerance:g}")
     if args.tol is not None and v.max_delta > args.tol:
-        print(f"diffaust: error: max |delta| {v.max_delta:.3e} exceeds --tol {args.tol:g}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"{PROG}: error: max |delta| {v.max_delta:.3e} exceeds --tol {args.tol:g}", file=sys.stderr)
+        status = 1
+    return status
 
 
 def cmd_plot(args) -> int:

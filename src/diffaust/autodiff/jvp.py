@@ -18,6 +18,11 @@ the same signal builders as everything else and memoized per node:
 
 A signal that does not depend on p has tangent 0 (so unrelated recursions
 produce no code).  A primitive without a jvp rule raises DerivativeError.
+
+  ffunction f(a, ...)                           → the rule of primitives/foreign.py for f;
+                                                  0 when one of f's C names is declared
+                                                  constant (``nondiff``, ``--nondiff NAME``);
+                                                  no rule and not declared: DerivativeError
 """
 
 from __future__ import annotations
@@ -40,11 +45,12 @@ class Tangents:
     `roots`: the signals whose tangents will be asked for (the program's outputs); the
     dependence analysis covers every node reachable from them."""
 
-    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None):
+    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None, nondiff=frozenset()):
         self.var = var
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
         self.trace = trace
+        self.nondiff = frozenset(nondiff)  # ffunction C names declared constant (tangent 0)
         order = walk(list(roots))
         self.groups = {n.attr: n for n in order if n.op == "rec"}
         self.dep = dependents(order, var, self.groups)
@@ -111,10 +117,21 @@ class Tangents:
         elif op == "ffun":
             from ..primitives.foreign import lookup
 
+            declared = [c for c in s.attr.names if c in self.nondiff]
             fn = lookup(s.attr)
-            if fn is None or fn.jvp is None:
-                raise DerivativeError(f"foreign function '{s.attr.names[0]}' has no derivative rule")
-            d = fn.jvp(s, s.args, dots)
+            if declared:
+                # declared constant by the user: d f(a, ...) = 0
+                d = B.const(0.0)
+                if self.trace is not None:
+                    self.trace.append(f"    ffunction {'|'.join(s.attr.names)}: declared non-differentiable "
+                                      f"by --nondiff {declared[0]}: derivative 0")
+            elif fn is None or fn.jvp is None:
+                name = s.attr.names[0]
+                raise DerivativeError(f"foreign function '{name}' ({'|'.join(s.attr.names)}) has no derivative "
+                                      f"rule: declare it constant with --nondiff {name} (diffaust.compile(..., "
+                                      f"nondiff=('{name}',))) to give it derivative 0")
+            else:
+                d = fn.jvp(s, s.args, dots)
         else:
             raise DerivativeError(f"signal '{op}' has no derivative rule")
         if self.trace is not None:
@@ -242,13 +259,15 @@ def remake(n: Sig, args: tuple) -> Sig:
     return mk(n.op, n.attr, args)
 
 
-def jvp_program(outputs, variables, trace: list | None = None) -> list:
-    """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables)."""
+def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset()) -> list:
+    """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables).
+
+    nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``)."""
     result = [[None] * len(variables) for _ in outputs]
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", outputs, trace)
+        t = Tangents(v, f"d{k}", outputs, trace, nondiff)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:

@@ -6,7 +6,9 @@ Layout under the cache root ($DIFFAUST_CACHE_DIR, default ~/.cache/diffaust):
   dsp/<key>.o      the native object file
 
 key = sha256(source, file name, options, diffaust version, llvmlite version,
-host CPU).  An entry is used only if every file it read is unchanged.
+host CPU); the options are everything that changes the compiled code: double, diff,
+import folders, bundled_only, FAUST_LIB_PATH and the --nondiff names.  An entry is
+used only if every file it read is unchanged.
 Writes are atomic (temp file + rename), so concurrent processes are safe.
 """
 

@@ -243,7 +243,8 @@ def _read_source(source_or_path) -> tuple[str, str]:
 
 
 def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_rate: int = 44100,
-            import_dirs=(), trace: bool = False, use_cache: bool = True, bundled_only: bool = False) -> Dsp:
+            import_dirs=(), trace: bool = False, use_cache: bool = True, bundled_only: bool = False,
+            nondiff=()) -> Dsp:
     """Compile Faust source text or a .dsp file to a runnable `Dsp`.
 
     double: float64 samples and arithmetic (default float32, like Faust).
@@ -251,14 +252,20 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
           then returns the derivative channels, `render_jvp` both.
     sample_rate: Hz, what `ma.SR` sees.
     trace: keep the differentiation trace in `dsp.trace` (bypasses the cache).
+    nondiff: C names of ffunctions declared constant for differentiation (derivative 0;
+          ``--nondiff NAME``); each must be called by the program.  Only used with diff=True.
     """
     source, filename = _read_source(source_or_path)
+    if isinstance(nondiff, str):
+        nondiff = (nondiff,)
+    # sorted and without repeats: the same declaration gives the same cache entry
+    nondiff = tuple(sorted(set(nondiff))) if diff else ()
     opts = CompileOptions(double=double, diff=diff, import_dirs=tuple(import_dirs), bundled_only=bundled_only,
-                          trace=trace)
+                          trace=trace, nondiff=nondiff)
     from ..codegen.llvm import jit
 
     key = cache.make_key(source, filename, (double, diff, tuple(import_dirs), bundled_only,
-                                            os.environ.get("FAUST_LIB_PATH", "")))
+                                            os.environ.get("FAUST_LIB_PATH", ""), nondiff))
     if use_cache and not trace:
         hit = cache.load(key)
         if hit is not None:

@@ -24,13 +24,17 @@ from ..errors import DiffaustError
 
 @dataclass(frozen=True)
 class CompileOptions:
-    """How to compile: precision, derivatives, library search, sample rate."""
+    """How to compile: precision, derivatives, library search, sample rate.
+
+    nondiff: C names of ffunctions declared constant for differentiation (their tangent
+    is 0; ``--nondiff NAME``); each must name an ffunction the program calls."""
 
     double: bool = False
     diff: bool = False
     import_dirs: tuple = ()
     bundled_only: bool = False
     trace: bool = False
+    nondiff: tuple = ()
 
 
 @dataclass
@@ -118,9 +122,30 @@ def differentiate(st: Stages, opts: CompileOptions):
         return
     st.diff_params = diff_variables(st.outputs)
     trace = st.trace if opts.trace else None
-    st.tangents = jvp_program(st.outputs, st.diff_params, trace)
+    nondiff = check_nondiff(st.outputs, opts.nondiff)
+    st.tangents = jvp_program(st.outputs, st.diff_params, trace, nondiff=nondiff)
     for row in st.tangents:
         st.signals.extend(row)
+
+
+def check_nondiff(outputs, names) -> frozenset:
+    """The ``--nondiff`` names, each checked to be a C name of an ffunction the program calls
+    (a name that matches nothing is a typo: UsageError listing the program's ffunctions)."""
+    if not names:
+        return frozenset()
+    from ..errors import UsageError
+    from ..signals.nodes import walk
+
+    called = []
+    for n in walk(outputs):
+        if n.op == "ffun":
+            called.extend(c for c in n.attr.names if c not in called)
+    unknown = [m for m in names if m not in called]
+    if unknown:
+        have = ", ".join(called) if called else "none"
+        raise UsageError(f"--nondiff {unknown[0]}: the program calls no ffunction of that name "
+                         f"(its ffunctions: {have})")
+    return frozenset(names)
 
 
 def infer_types(st: Stages, opts: CompileOptions):
