@@ -56,8 +56,8 @@ def test_kept_campaign_failures(name):
 
 
 @pytest.mark.reference
-@pytest.mark.xfail(strict=True, reason="conformance, not derivatives: Faust's normal form rounds "
-                   "differently and an int() of the result flips (docs/DESIGN-NOTES.md)")
+@pytest.mark.xfail(strict=True, reason="conformance, not derivatives: Faust rounds a constant or a "
+                   "normal form differently and an int() of the result flips (each file says how)")
 @pytest.mark.parametrize("name", PRIMAL)
 def test_kept_primal_differences(name):
     """A shrunk program whose output differs from Faust's (found by the campaign's primal
