@@ -12,12 +12,11 @@ A row's status:
 * ``pass``: max |ad - fd| <= TOL * peak(fd) over at least `min_compared` of the samples;
 * ``FAIL``: anything else, for a row expected to pass;
 * ``nondiff``: Faust's output is piecewise constant in the parameter (a truncated table
-  index, a comparison): its derivative is 0 wherever it exists, the finite difference is
-  0 or a jump; the row checks that diffaust's derivative is 0 on the smooth samples;
-* ``convention``: the function reads ``x@d`` with a real-valued ``d`` depending on p
-  (``de.delay(n, d)``): Faust truncates ``d`` (derivative 0 a.e.), diffaust's derivative
-  is the seed's one-sample difference ``-(x@d - x@(d+1))`` (docs/SEMANTICS.md), so the row
-  is expected to disagree: it is kept in the table, not hidden.
+  index, a comparison, a delay ``x@d`` by a real amount ``d``, which Faust truncates): its
+  derivative is 0 wherever it exists, the finite difference is 0 or a jump; the row checks
+  that diffaust's derivative is 0 on the smooth samples;
+* ``convention``: a row expected to disagree with the finite differences by a documented
+  convention (none today; kept so that such a row stays visible in the table).
 
 Run as a script it renders the table to docs/LIBRARY-DERIVATIVES.md::
 
@@ -93,8 +92,8 @@ _PHASE_NOTE = ("d/dfreq grows like t: a small step keeps the O(h^2) error of the
                "not compared (kinks)")
 _BLEP_NOTE = ("; the correction's curvature (~1/Q^2) on the 2 samples of each period next to a "
               "transition needs a step of 3e-10 to have them compared")
-_CONV = ("convention", "x@d with a real-valued d: Faust truncates d (its derivative is 0 a.e.), "
-         "diffaust's is the one-sample difference (docs/SEMANTICS.md)")
+_CONV = ("nondiff", "x@d with a real-valued d: Faust truncates d, its output is piecewise constant in d; "
+         "diffaust's derivative is 0 too, with a warning pointing to de.fdelay (docs/DERIVATIVES.md)")
 _TIME_NOTE = "times in seconds (~1e-2): a step of 1e-8 s (h = rel_step * max(1, |p|))"
 _ENV = dict(rel_step=1e-6, steps={t: 1e-8 for t in ("at", "dt", "rt", "att", "dec", "rel")}, mask="kinks",
             note="times chosen off the sample grid (t*SR not an integer, else a corner falls exactly "
@@ -459,8 +458,6 @@ def render_markdown(rows: list[dict], command: str, wall: float, n: int, jobs: i
         "  impulse every 11,025 samples; oscillators have no input.",
         f"- **status**: `pass` = error ≤ {TOL:g} and enough samples compared; `nondiff` = Faust's",
         "  output is piecewise constant in p (derivative 0 a.e.), diffaust's is 0 where compared;",
-        "  `convention` = a real-valued `x@d` depending on p, where diffaust's derivative is the",
-        "  one-sample difference and Faust's is 0 a.e. (expected to disagree, kept visible);",
         "  `FAIL` = unexpected.",
         "",
         f"Made by `{command}` on {datetime.date.today().isoformat()} ({wall:.0f} s wall, {jobs} processes).",
@@ -482,14 +479,14 @@ def render_markdown(rows: list[dict], command: str, wall: float, n: int, jobs: i
 NOTES = """
 ## What the rows that are not plain passes mean
 
-- **`convention`** (`de.delay`, `de.sdelay`, the delay length of `fi.fb_comb`,
-  `fi.allpass_comb` and the `spread` of `re.mono_freeverb`): these read `x@d` with a
-  real-valued `d` that depends on the parameter (`de.delay(n, d) = x@min(n, max(0, d))`).
-  Faust truncates `d`, so its output is piecewise constant in `d` and its finite
-  difference is 0 (peak 0) between the jumps; diffaust's derivative is the seed's
-  one-sample difference `-(x@d - x@(d+1))·d'` (non-zero, column max ad).  They disagree by
-  design; the fractional delays (`de.fdelay*`, `fi.fb_fcomb`, `fi.ff_fcomb`,
-  `fi.allpass_fcomb`, `pf.flanger_mono`) are the differentiable way to move a delay.
+- **`nondiff`, delays** (`de.delay`, `de.sdelay`, the delay length of `fi.fb_comb`,
+  `fi.allpass_comb`, the `spread` of `re.mono_freeverb`, `ef.echo`'s duration): these read
+  `x@d` with a real-valued `d` that depends on the parameter (`de.delay(n, d) =
+  x@min(n, max(0, d))`).  Faust truncates `d`, so its output is piecewise constant in `d`
+  and its finite difference is 0 between the jumps; diffaust's derivative is 0 too, and
+  compiling with `-diff` warns that the delay amount's derivative is lost.  The fractional
+  delays (`de.fdelay*`, `fi.fb_fcomb`, `fi.ff_fcomb`, `fi.allpass_fcomb`, `pf.flanger_mono`)
+  are the differentiable way to move a delay.
 - **`nondiff`** (`os.osc`, `os.osccos`, `os.lf_squarewave` in freq): Faust's output is a
   table read at a truncated index (`int(phasor)`) or a comparison, piecewise constant in
   the frequency: both derivatives are 0 wherever they exist (the finite difference jumps

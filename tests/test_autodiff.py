@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import diffaust
-from diffaust.errors import DerivativeError
+from diffaust.errors import DerivativeError, DiffaustWarning
 from diffaust.primitives.table import PRIMITIVES
 
 P = 'p = hslider("p [diff:1]", 0.3, -1, 1, 0.001);'
@@ -269,10 +269,10 @@ TIE_CASES = [
     ("rdtable index", "rdtable(4, 0.5, int((p + 1)*1.5))", 0.5, None, [0.0]),
     ("rwtable written", "rwtable(4, 0.0, 0, p, 0)", 0.3, None, [1.0]),
     # delays: an int amount carries no derivative; a real amount the one-sample difference
-    # (x@d)' = -d' (x@d - x@(d+1)), NOT the derivative (0) of Faust's truncating @
+    # Faust truncates a delay amount: x@d is piecewise constant in d, (x@d)' = x'@d
     ("delay int amount", "_ @ int((p + 1) * 1.5)", 0.0, _XS, [0.0, 0.0, 0.0, 0.0]),
-    ("delay real amount", "_ @ ((p + 1) * 1.5)", 0.0, _XS, [0.0, -1.5, -4.5, -7.5]),
-    ("delay real amount at an integer", "_ @ ((p + 1) * 1.5)", 1.0 / 3.0, _XS, [0.0, 0.0, -1.5, -4.5]),
+    ("delay real amount", "_ @ ((p + 1) * 1.5)", 0.0, _XS, [0.0, 0.0, 0.0, 0.0]),
+    ("delay real amount at an integer", "_ @ ((p + 1) * 1.5)", 1.0 / 3.0, _XS, [0.0, 0.0, 0.0, 0.0]),
 ]
 
 
@@ -288,21 +288,23 @@ def test_tie_conventions(case):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12, err_msg=name)
 
 
-def test_delay_rule_is_the_slope_of_linear_interpolation_not_of_truncation():
-    # x@d with a real d: Faust truncates d, so y(p) is piecewise constant in p (finite
-    # differences 0); diffaust's rule gives the slope of the segment d lies in, which is the
-    # true derivative of the linearly interpolated delay de.fdelay
+def test_delay_by_a_real_amount_is_truncated_and_says_so():
+    # x@d with a real d: Faust truncates d, so y(p) is piecewise constant in p: the
+    # derivative is 0 (finite differences agree), and compiling warns that the amount's
+    # derivative is lost; de.fdelay interpolates and its derivative is exact
     src = ('import("stdfaust.lib"); p = hslider("p [diff:1]", 0.5, 0, 1, 0.001);'
            'process = _ <: @(p*3), de.fdelay(8, p*3);')
-    d = diffaust.compile(src, diff=True, double=True, use_cache=False)
+    with pytest.warns(DiffaustWarning, match="Faust truncates a delay amount"):
+        d = diffaust.compile(src, diff=True, double=True, use_cache=False)
     plain = diffaust.compile(src, double=True, use_cache=False)
     x = np.array([_XS * 2])
     dy = d.render(x)
-    np.testing.assert_allclose(dy[0], dy[1], atol=1e-12)
     h = 1e-6
     fd = (plain.render(x, params={"p": 0.5 + h}) - plain.render(x, params={"p": 0.5 - h})) / (2 * h)
     np.testing.assert_allclose(fd[0], 0.0, atol=1e-9)            # truncating @: flat in p
-    np.testing.assert_allclose(fd[1], dy[1], rtol=1e-6, atol=1e-6)  # fdelay: the rule is exact
+    np.testing.assert_allclose(dy[0], 0.0, atol=0)               # ... and so is its derivative
+    np.testing.assert_allclose(fd[1], dy[1], rtol=1e-6, atol=1e-6)  # fdelay: exact
+    assert np.max(np.abs(dy[1])) > 0.1
 
 
 @pytest.mark.parametrize("widget", ['button("b [diff:1]")', 'checkbox("b [diff:1]")',

@@ -6,8 +6,11 @@ the same signal builders as everything else and memoized per node:
   const, input, fconst, fvar, other widgets   → 0
   the widget p                                  → 1
   prim f(a, b, ...)                             → the primitive table's jvp rule
-  x@d                                           → x'@d − d'·(x@d − x@(d+1))   (the seed's rule:
-                                                   a one-sample difference for d/dn)
+  x@d                                           → x'@d: Faust truncates the amount, so the
+                                                   output is piecewise constant in d (the
+                                                   seed's one-sample difference −d'·(x@d − x@(d+1))
+                                                   is not the derivative of that program; a
+                                                   warning says so when d depends on p)
   prefix(i, x)                                  → prefix(i', x')
   rdtable                                       → 0 (content fixed at init, index piecewise constant)
   rwtable(n, g, wi, ws, ri)                     → rwtable(n, g', wi, ws', ri)
@@ -45,8 +48,10 @@ class Tangents:
     `roots`: the signals whose tangents will be asked for (the program's outputs); the
     dependence analysis covers every node reachable from them."""
 
-    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None, nondiff=frozenset()):
+    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None, nondiff=frozenset(),
+                 warnings: list | None = None):
         self.var = var
+        self.warnings = warnings  # messages for the user (a delay amount that depends on p)
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
         self.trace = trace
@@ -100,11 +105,15 @@ class Tangents:
         elif op == "delay":
             x, dl = s.args
             x_dot, d_dot = dots
+            # (x@d)' = x'@d: Faust truncates the amount (x@2.7 is x@2), so the output is
+            # piecewise constant in d and d contributes 0 almost everywhere, as int() does
             d = B.delay(x_dot, dl)
-            if not B.is_zero(d_dot) and B.nature(dl) != "int":
-                # (x@d)' = x'@d − d'·(x@d − x@(d+1))
-                slope = B.sub(B.delay(x, dl), B.delay(x, B.add(dl, B.const(1))))
-                d = B.sub(d, B.mul(d_dot, slope))
+            if not B.is_zero(d_dot) and self.warnings is not None:
+                msg = (f"the amount of a delay '@' depends on [diff:1] parameter '{self.var.attr.label}', "
+                       f"but Faust truncates a delay amount to an integer: its derivative is 0 there "
+                       f"(to learn a delay time, interpolate: de.fdelay)")
+                if msg not in self.warnings:
+                    self.warnings.append(msg)
         elif op == "prefix":
             d = B.prefix(dots[0], dots[1])
         elif op == "rdtable":
@@ -259,7 +268,8 @@ def remake(n: Sig, args: tuple) -> Sig:
     return mk(n.op, n.attr, args)
 
 
-def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset()) -> list:
+def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset(),
+                warnings: list | None = None) -> list:
     """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables).
 
     nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``)."""
@@ -267,7 +277,7 @@ def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", outputs, trace, nondiff)
+        t = Tangents(v, f"d{k}", outputs, trace, nondiff, warnings)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:

@@ -123,7 +123,7 @@ def differentiate(st: Stages, opts: CompileOptions):
     st.diff_params = diff_variables(st.outputs)
     trace = st.trace if opts.trace else None
     nondiff = check_nondiff(st.outputs, opts.nondiff)
-    st.tangents = jvp_program(st.outputs, st.diff_params, trace, nondiff=nondiff)
+    st.tangents = jvp_program(st.outputs, st.diff_params, trace, nondiff=nondiff, warnings=st.warnings)
     for row in st.tangents:
         st.signals.extend(row)
 
