@@ -45,29 +45,25 @@ def diff_variables(outputs) -> list[Sig]:
 class Tangents:
     """Tangents of signals with respect to one variable (a control signal).
 
-    `roots`: the signals whose tangents will be asked for (the program's outputs); the
-    dependence analysis covers every node reachable from them."""
+    `order`: every node reachable from the program's outputs, children first (`walk`);
+    `groups`: its recursion groups by name.  Tangents are asked only of these nodes."""
 
-    def __init__(self, var: Sig, tag: str, roots=(), trace: list | None = None, nondiff=frozenset(),
-                 warnings: list | None = None):
+    def __init__(self, var: Sig, tag: str, order: list, groups: dict, trace: list | None = None,
+                 nondiff=frozenset(), warnings: list | None = None):
         self.var = var
-        self.warnings = warnings  # messages for the user (a delay amount that depends on p)
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
         self.trace = trace
         self.nondiff = frozenset(nondiff)  # ffunction C names declared constant (tangent 0)
-        order = walk(list(roots))
-        self.groups = {n.attr: n for n in order if n.op == "rec"}
-        self.dep = dependents(order, var, self.groups)
+        self.warnings = warnings  # messages for the user (a delay amount that depends on p)
+        self.groups = groups
+        self.dep = dependents(order, var)
 
     def depends(self, s: Sig) -> bool:
         """s depends on the variable, through any feedback path (see `dependents`)."""
         r = self.dep.get(s)
         if r is None:
-            # a node built after the analysis (not reachable from the roots)
-            extra = dependents(walk([s]), self.var, self.groups, self.dep)
-            self.dep.update(extra)
-            r = self.dep[s]
+            raise AssertionError(f"internal error: {s.op} node outside the analysed program")
         return r
 
     def of(self, s: Sig) -> Sig:
@@ -158,7 +154,7 @@ class Tangents:
             if not self.depends(self.groups[g.attr]):
                 return B.const(0.0)
             return proj(i, recvar(f"{g.attr}_{self.tag}"))
-        if not self._group_depends(g):
+        if not self.depends(g):
             return B.const(0.0)
         key = ("group", g)
         tg = self.memo.get(key)
@@ -168,9 +164,6 @@ class Tangents:
         if tg is None:
             return B.const(0.0)
         return proj(i, tg)
-
-    def _group_depends(self, g: Sig) -> bool:
-        return self.depends(g)
 
     def _tangent_group(self, g: Sig):
         var = g.attr
@@ -185,44 +178,33 @@ class Tangents:
         return rec(dvar, tuple(closed))
 
 
-def dependents(order, var: Sig, groups: dict, known: dict | None = None) -> dict:
-    """{node: depends on `var`} for the nodes of `order` (children before parents).
+def dependents(order, var: Sig) -> dict:
+    """{node: depends on `var`} for the nodes of `order`.
 
     A node depends on p when p is reachable from it, where a reference `recvar(v)` leads
     to the group v (and so to its bodies): the feedback of any recursion, at any nesting
     depth, carries p's influence.  This is reachability in a graph with cycles, computed
-    as a breadth-first search backwards from p over the reversed edges (node → parent,
-    group v → every recvar(v)), so a group that depends on p only through an enclosing
-    group's feedback is found too.  Linear in the size of the graph.
-
-    known: results already computed for nodes outside `order` (their dependence is final)."""
-    known = known or {}
+    as a search backwards from p over the reversed edges (argument → node, group v →
+    every recvar(v)), so a group that depends on p only through an enclosing group's
+    feedback is found too.  Linear in the size of the graph."""
     parents: dict = {}
     refs: dict = {}  # group name -> recvar nodes naming it
     for n in order:
-        if n in known:
-            continue
         if n.op == "recvar":
             refs.setdefault(n.attr, []).append(n)
         for a in n.args:
             parents.setdefault(a, []).append(n)
-    dep = {n: False for n in order if n not in known}
-    # seeds: p itself, and nodes whose already-known children depend on p
-    frontier = [n for n in order if n is var and n in dep]
-    for n in order:
-        if n in dep and any(known.get(a) for a in n.args):
-            frontier.append(n)
-        elif n in dep and n.op == "recvar" and n.attr in groups and known.get(groups[n.attr]):
-            frontier.append(n)
+    dep = dict.fromkeys(order, False)
+    frontier = [var] if var in dep else []
     for n in frontier:
         dep[n] = True
     while frontier:
         n = frontier.pop()
-        nxt = list(parents.get(n, ()))
+        nxt = parents.get(n, [])
         if n.op == "rec":  # every group of that name (over-approximating is safe)
-            nxt.extend(refs.get(n.attr, ()))
+            nxt = nxt + refs.get(n.attr, [])
         for m in nxt:
-            if m in dep and not dep[m]:
+            if not dep[m]:
                 dep[m] = True
                 frontier.append(m)
     return dep
@@ -274,10 +256,12 @@ def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset
 
     nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``)."""
     result = [[None] * len(variables) for _ in outputs]
+    order = walk(outputs)  # shared by every variable's dependence analysis
+    groups = {n.attr: n for n in order if n.op == "rec"}
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", outputs, trace, nondiff, warnings)
+        t = Tangents(v, f"d{k}", order, groups, trace, nondiff, warnings)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:
