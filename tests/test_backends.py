@@ -52,7 +52,7 @@ def test_disk_cache_roundtrip(tmp_path, monkeypatch):
     src = 'process = _ * hslider("gain [diff:1]", 0.5, 0, 1, 0.01);'
     a = diffaust.compile(src, diff=True)
     b = diffaust.compile(src, diff=True)  # from the cache
-    assert list((tmp_path / "dsp").glob("*.o"))
+    assert list((tmp_path / "dsp").glob("*.entry"))
     x = np.linspace(-1, 1, 32)[None]
     np.testing.assert_array_equal(a.render(x), b.render(x))
     assert b.derivative_names == a.derivative_names == ["d out0/d gain"]

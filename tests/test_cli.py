@@ -318,12 +318,12 @@ def test_nondiff_has_its_own_cache_entry(tmp_path, monkeypatch):
         declared = diffaust.compile(src, diff=True, double=True, nondiff=("sinh",))
         np.testing.assert_allclose(with_rule.render(x), exact, rtol=1e-12)
         np.testing.assert_allclose(declared.render(x), 0.0)
-    entries = [f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".json")]
+    entries = [f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".entry")]
     assert len(entries) == 2
     # the same declaration in another order or spelling count is the same entry
     again = diffaust.compile(src, diff=True, double=True, nondiff=["sinh", "sinh"])
     np.testing.assert_allclose(again.render(x), 0.0)
-    assert len([f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".json")]) == 2
+    assert len([f for f in os.listdir(tmp_path / "cache" / "dsp") if f.endswith(".entry")]) == 2
 
 
 # ------------------------------------------------------- render / compile

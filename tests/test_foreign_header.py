@@ -3,6 +3,8 @@
 A foreign function outside libm is compiled through a C++ shim built from its header
 (found in -I folders, the program's folder, or Faust's architecture folders); the
 LLVM backend, the interpreter and the C++ export must all call the header's code.
+A header of the program's own is compiled only with allow_native=True / --allow-native
+(tests/test_native_consent.py).
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from diffaust.codegen.foreign_c import find_header, header_name, shim_source
 from diffaust.errors import DerivativeError, FaustTypeError
 from diffaust.runtime.pipeline import CompileOptions, run_pipeline
 
-pytestmark = pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None
-                                and not os.environ.get("CXX"), reason="needs a C++ compiler")
+pytestmark = [pytest.mark.skipif(shutil.which("c++") is None and shutil.which("g++") is None
+                                 and not os.environ.get("CXX"), reason="needs a C++ compiler"),
+              # the notice --allow-native gives before compiling a header (tests/test_native_consent.py)
+              pytest.mark.filterwarnings("ignore:--allow-native:diffaust.errors.DiffaustWarning")]
 
 HEADER = textwrap.dedent("""\
     #include <math.h>
@@ -66,7 +70,7 @@ def prog_dir(tmp_path, monkeypatch):
 @pytest.mark.parametrize("double", [False, True])
 def test_header_functions_compute_what_the_header_says(prog_dir, double):
     x = np.random.default_rng(3).uniform(-1, 1, (1, 300))
-    dsp = diffaust.compile(str(prog_dir / "prog.dsp"), double=double)
+    dsp = diffaust.compile(str(prog_dir / "prog.dsp"), double=double, allow_native=True)
     y = dsp.render(x)
     # the header's float functions are called with the program's samples, as in Faust's C++
     np.testing.assert_array_equal(y, _expected(x, np.float64 if double else np.float32))
@@ -75,9 +79,9 @@ def test_header_functions_compute_what_the_header_says(prog_dir, double):
 @pytest.mark.parametrize("double", [False, True])
 def test_interpreter_calls_the_same_shim(prog_dir, double):
     path = str(prog_dir / "prog.dsp")
-    st = run_pipeline(PROGRAM, path, CompileOptions(double=double))
+    st = run_pipeline(PROGRAM, path, CompileOptions(double=double, allow_native=True))
     x = np.random.default_rng(4).uniform(-1, 1, (1, 100))
-    y = diffaust.compile(path, double=double).render(x)
+    y = diffaust.compile(path, double=double, allow_native=True).render(x)
     np.testing.assert_array_equal(interp.run(st.program, x, 100), y)
 
 
@@ -88,7 +92,7 @@ def test_header_found_through_include_folder(tmp_path, monkeypatch):
     (inc / "gain.h").write_text(HEADER)
     with pytest.raises(FaustTypeError, match="gain.h"):
         diffaust.compile(PROGRAM, use_cache=False)  # from a string: searched in the working folder
-    dsp = diffaust.compile(PROGRAM, import_dirs=[str(inc)], use_cache=False)
+    dsp = diffaust.compile(PROGRAM, import_dirs=[str(inc)], use_cache=False, allow_native=True)
     x = np.linspace(-1, 1, 50)[None]
     np.testing.assert_array_equal(dsp.render(x), _expected(x, np.float32))
 
@@ -107,12 +111,12 @@ def test_header_function_has_no_derivative(prog_dir):
            'process = twice(hslider("g", 0.5, 0, 1, 0.01) : _[diff:1]);')
     (prog_dir / "d.dsp").write_text(src.replace(": _[diff:1]", "").replace('"g"', '"g[diff:1]"'))
     with pytest.raises(DerivativeError, match="twice"):
-        diffaust.compile(str(prog_dir / "d.dsp"), diff=True)
-    diffaust.compile(str(prog_dir / "d.dsp"))  # the primal program is fine
+        diffaust.compile(str(prog_dir / "d.dsp"), diff=True, allow_native=True)
+    diffaust.compile(str(prog_dir / "d.dsp"), allow_native=True)  # the primal program is fine
 
 
 def test_warm_cache_in_a_new_process_loads_the_shim(prog_dir):
-    code = ("import sys, numpy as np, diffaust; d = diffaust.compile(sys.argv[1]); "
+    code = ("import sys, numpy as np, diffaust; d = diffaust.compile(sys.argv[1], allow_native=True); "
             "print(repr(d.render(np.full((1, 4), 0.3)).tolist()))")
     env = dict(os.environ)
     runs = [subprocess.run([sys.executable, "-c", code, str(prog_dir / "prog.dsp")], env=env,
@@ -129,13 +133,13 @@ def test_warm_cache_in_a_new_process_loads_the_shim(prog_dir):
 def test_changed_header_recompiles(prog_dir):
     path = str(prog_dir / "prog.dsp")
     x = np.full((1, 3), 0.25)
-    assert diffaust.compile(path).render(x)[0][0] == np.float32(0.75)  # 2·0.25 + 0.25
+    assert diffaust.compile(path, allow_native=True).render(x)[0][0] == np.float32(0.75)  # 2·0.25 + 0.25
     (prog_dir / "gain.h").write_text(HEADER.replace("2.0f * x + 0.25f", "5.0f * x"))
-    assert diffaust.compile(path).render(x)[0][0] == np.float32(1.25)  # the cached object is not reused
+    assert diffaust.compile(path, allow_native=True).render(x)[0][0] == np.float32(1.25)  # the cached object is not reused
 
 
 def test_cpp_export_includes_the_header(prog_dir, capsys):
-    assert main(["compile", "-lang", "cpp", str(prog_dir / "prog.dsp")]) == 0
+    assert main(["compile", "-lang", "cpp", "--allow-native", str(prog_dir / "prog.dsp")]) == 0
     out = capsys.readouterr().out
     assert "#include <gain.h>" in out or '#include "gain.h"' in out
     assert "twice(" in out and "diffaust_ff_" not in out

@@ -201,6 +201,7 @@ def write_wav(path: str, data: np.ndarray, sample_rate: int, fmt: str = "float32
     ch, n = data.shape
     if ch == 0:
         raise UsageError(f"cannot write {path}: the program has no output channels")
+    _check_wav_limits(path, ch, n, sample_rate, 2 if fmt == "pcm16" else 4)
     inter = data.T.reshape(-1)
     try:
         if fmt == "pcm16":
@@ -226,6 +227,23 @@ def write_wav(path: str, data: np.ndarray, sample_rate: int, fmt: str = "float32
             raise UsageError(f"unknown WAV format '{fmt}' (expected float32 or pcm16)")
     except OSError as e:
         raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _check_wav_limits(path: str, ch: int, n: int, sample_rate, width: int) -> None:
+    """UsageError when the WAV header cannot hold these numbers (its fields are 16 and
+    32 bits: channels, sample rate, bytes per second, data size)."""
+    what = None
+    if ch > 0xFFFF:
+        what = f"{ch} channels (at most 65535)"
+    elif not 1 <= int(sample_rate) <= 0xFFFFFFFF:
+        what = f"a sample rate of {int(sample_rate)} Hz (1 to 4294967295)"
+    elif int(sample_rate) * ch * width > 0xFFFFFFFF:
+        what = (f"{int(sample_rate)} Hz x {ch} channel(s) x {width} bytes per second "
+                f"(the header holds at most 4294967295)")
+    elif n * ch * width > 0xFFFFFFFF - 64:
+        what = f"{n * ch * width} bytes of samples (at most 4 GiB)"
+    if what:
+        raise UsageError(f"cannot write {path}: a WAV file cannot hold {what}; write a .npy file instead")
 
 
 # -------------------------------------------------------------------- helpers

@@ -67,6 +67,13 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _sample_rate(text: str) -> int:
+    v = _positive_int(text)
+    if v > 2**31 - 1:  # init(int sample_rate): a C int
+        raise argparse.ArgumentTypeError(f"must be at most 2147483647 Hz, got {v}")
+    return v
+
+
 def _nonneg_int(text: str) -> int:
     try:
         v = int(text)
@@ -99,12 +106,17 @@ def _param(text: str) -> tuple:
 
 def _add_common(p, *, inputs=True):
     p.add_argument("-double", "--double", action="store_true", help="compute in double precision (float64)")
-    p.add_argument("--sr", type=_positive_int, default=44100, metavar="RATE", help="sample rate (default 44100)")
+    p.add_argument("--sr", type=_sample_rate, default=44100, metavar="RATE", help="sample rate (default 44100)")
     p.add_argument("-I", dest="import_dirs", action="append", default=[], metavar="DIR",
                    help="add a folder to the library search path (repeatable)")
     p.add_argument("--nondiff", action="append", default=[], metavar="NAME",
                    help="declare the ffunction NAME (any of its C names: sinhf|sinh|sinhl) constant "
                         "for differentiation: its derivative is 0 (repeatable)")
+    p.add_argument("--no-cache", dest="no_cache", action="store_true",
+                   help="neither read nor write the compile caches (also DIFFAUST_NO_CACHE=1)")
+    p.add_argument("--allow-native", dest="allow_native", action="store_true",
+                   help="allow an ffunction whose C/C++ header is not one of an installed Faust's own: "
+                        "the header is compiled with the C++ compiler and loaded into this process")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,7 +266,9 @@ def _compile(path: str, args, **kw):
     nondiff = tuple(getattr(args, "nondiff", ()) or ())
     if nondiff and kw.get("diff"):
         kw["nondiff"] = nondiff
-    return rt.compile(path, double=args.double, sample_rate=args.sr, import_dirs=tuple(args.import_dirs), **kw)
+    return rt.compile(path, double=args.double, sample_rate=args.sr, import_dirs=tuple(args.import_dirs),
+                      use_cache=not getattr(args, "no_cache", False),
+                      allow_native=getattr(args, "allow_native", False), **kw)
 
 
 def _warn_nondiff_unused(args) -> None:
@@ -313,7 +327,8 @@ def cmd_compile(args) -> int:
         _warn_nondiff_unused(args)
         text = dump_stage(args.file, args.dump, double=args.double, diff=args.diff,
                           import_dirs=tuple(args.import_dirs),
-                          nondiff=tuple(args.nondiff) if args.diff else ())
+                          nondiff=tuple(args.nondiff) if args.diff else (),
+                          allow_native=getattr(args, "allow_native", False))
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         return 0
     rt = _runtime()

@@ -12,6 +12,8 @@ a program without inputs), ``n`` samples at 44.1 kHz, and compared per sample:
     double: |err| <= 1e-9 * (1 + |ref|)        float: |err| <= 1e-5 * (1 + |ref|)
 
 A program the reference compiler rejects is reported apart and does not count.
+The reference build compiles a program's ffunction headers (faust-stk's `bass.h`...) with
+g++ in any case, so diffaust compiles them too: it is given ``allow_native=True``.
 Every program runs in its own process (``python -m diffaust.conformance --one``),
 so a crash, a hang (``--timeout``) or a memory blow-up costs one program only.
 
@@ -181,7 +183,7 @@ def _ui_diff(path: Path, double: bool) -> Optional[str]:
         ref = reference.reference_json(path)
     except reference.FaustRefError:
         return None  # faust -json fails where the build succeeded: nothing to compare
-    opts = CompileOptions(double=double, import_dirs=(str(path.parent),))
+    opts = CompileOptions(double=double, import_dirs=(str(path.parent),), allow_native=True)
     st = run_pipeline(path.read_text(), str(path), opts)
     ours = json.loads(emit_json(st, opts))
     return _first_difference(ui_shape(ours["ui"]), ui_shape(ref["ui"]))
@@ -213,7 +215,8 @@ def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
         res["reference_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         try:
-            dsp = da_compile(path, double=double, import_dirs=(str(path.parent),))
+            # the examples' own headers (faust-stk's bass.h ...) are compiled: consent given
+            dsp = da_compile(path, double=double, import_dirs=(str(path.parent),), allow_native=True)
         except Exception as e:  # noqa: BLE001 - every failure is reported, grouped by cause
             res.update(status="compile-error", detail=_error_text(e))
             continue

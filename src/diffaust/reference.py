@@ -256,7 +256,17 @@ def cache_dir() -> Path:
     root = os.environ.get("DIFFAUST_TEST_CACHE")
     base = Path(root) if root else Path.home() / ".cache" / "diffaust-tests"
     d = base / "faustref"
-    d.mkdir(parents=True, exist_ok=True)
+    from .runtime.cache import private
+
+    for folder in (base, d):  # binaries built here are run: only from a folder of this user's
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            st = os.stat(folder)
+        except OSError as e:
+            raise FaustRefError(f"cannot create the reference build folder {folder}: {e.strerror or e}") from None
+        if not private(st):
+            raise FaustRefError(f"the reference build folder {folder} is owned by another user or writable by "
+                                "others: set DIFFAUST_TEST_CACHE to a folder of yours")
     return d
 
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 from ..errors import DerivativeError
 from ..primitives.table import PRIMITIVES
 from ..signals import build as B
-from ..signals.nodes import Sig, mk, proj, rec, recvar, walk
+from ..signals.nodes import Sig, free_recvars, mk, proj, rec, recvar, walk
 
 
 def diff_variables(outputs) -> list[Sig]:
@@ -49,7 +49,8 @@ class Tangents:
     `groups`: its recursion groups by name.  Tangents are asked only of these nodes."""
 
     def __init__(self, var: Sig, tag: str, order: list, groups: dict, trace: list | None = None,
-                 nondiff=frozenset(), warnings: list | None = None):
+                 nondiff=frozenset(), warnings: list | None = None, masks: dict | None = None,
+                 bit: int | None = None, free: dict | None = None):
         self.var = var
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
@@ -57,24 +58,32 @@ class Tangents:
         self.nondiff = frozenset(nondiff)  # ffunction C names declared constant (tangent 0)
         self.warnings = warnings  # messages for the user (a delay amount that depends on p)
         self.groups = groups
-        self.dep = dependents(order, var)
+        # dependence of every node on every variable, computed once per program (`dependence`)
+        # and shared by the variables' Tangents: bit `bit` of masks[node] is "depends on var"
+        if masks is None:
+            masks, bit = dependence(order, [var]), 0
+        self.masks = masks
+        self.bit = 1 << bit
+        self.free = free if free is not None else {}  # free_recvars memo, shared too
 
     def depends(self, s: Sig) -> bool:
-        """s depends on the variable, through any feedback path (see `dependents`)."""
-        r = self.dep.get(s)
+        """s depends on the variable, through any feedback path (see `dependence`)."""
+        r = self.masks.get(s)
         if r is None:
             raise AssertionError(f"internal error: {s.op} node outside the analysed program")
-        return r
+        return bool(r & self.bit)
 
     def of(self, s: Sig) -> Sig:
         r = self.memo.get(s)
         if r is not None:
             return r
-        # children first, iteratively, so deep graphs do not exhaust the stack
-        for n in walk([s]):
-            if n not in self.memo:
-                self.memo[n] = self._rule(n)
-        return self.memo[s]
+        # children first, iteratively, so deep graphs do not exhaust the stack; what already
+        # has a tangent is not walked again (each node is visited once per variable)
+        memo = self.memo
+        for n in walk([s], stop=memo):
+            if n not in memo:
+                memo[n] = self._rule(n)
+        return memo[s]
 
     def _rule(self, s: Sig) -> Sig:
         op = s.op
@@ -172,69 +181,135 @@ class Tangents:
         if all(B.is_zero(b) for b in bodies_dot):
             return None
         # primal references to v inside the tangent bodies read the closed group
-        closed = substitute(bodies_dot, var, g)
+        closed = substitute(bodies_dot, var, g, self.free)
         if self.trace is not None:
             self.trace.append(f"    recursion {var}: tangent recursion {dvar}")
         return rec(dvar, tuple(closed))
 
 
-def dependents(order, var: Sig) -> dict:
-    """{node: depends on `var`} for the nodes of `order`.
+def dependence(order, variables) -> dict:
+    """{node: int mask} for the nodes of `order`: bit k is set when the node depends on
+    `variables[k]`.  One pass for all the variables.
 
     A node depends on p when p is reachable from it, where a reference `recvar(v)` leads
-    to the group v (and so to its bodies): the feedback of any recursion, at any nesting
-    depth, carries p's influence.  This is reachability in a graph with cycles, computed
-    as a search backwards from p over the reversed edges (argument → node, group v →
-    every recvar(v)), so a group that depends on p only through an enclosing group's
-    feedback is found too.  Linear in the size of the graph."""
-    parents: dict = {}
-    refs: dict = {}  # group name -> recvar nodes naming it
+    to every group named v (and so to its bodies): the feedback of any recursion, at any
+    nesting depth, carries p's influence, and a group that depends on p only through an
+    enclosing group's feedback is found too.  This is reachability in a graph with cycles
+    (edges node → argument, recvar(v) → each group v): its strongly connected components
+    (Tarjan, iterative) come out successors first, and a component's mask is the union of
+    its variables' bits and its successors' masks.  Linear in the size of the graph (times
+    the width of the masks).  Over-approximating would be safe, under-approximating is the
+    bug of docs/DESIGN-NOTES.md ("dependence analysis")."""
+    bits = {v: 1 << k for k, v in enumerate(variables)}
+    groups: dict = {}  # group name -> every rec node of that name
     for n in order:
+        if n.op == "rec":
+            groups.setdefault(n.attr, []).append(n)
+
+    def succ(n):
         if n.op == "recvar":
-            refs.setdefault(n.attr, []).append(n)
-        for a in n.args:
-            parents.setdefault(a, []).append(n)
-    dep = dict.fromkeys(order, False)
-    frontier = [var] if var in dep else []
-    for n in frontier:
-        dep[n] = True
-    while frontier:
-        n = frontier.pop()
-        nxt = parents.get(n, [])
-        if n.op == "rec":  # every group of that name (over-approximating is safe)
-            nxt = nxt + refs.get(n.attr, [])
-        for m in nxt:
-            if not dep[m]:
-                dep[m] = True
-                frontier.append(m)
-    return dep
+            return groups.get(n.attr, ())
+        return n.args
+
+    index: dict = {}
+    low: dict = {}
+    on_stack: set = set()
+    stack: list = []
+    masks: dict = {}
+    counter = 0
+    for root in order:
+        if root in index:
+            continue
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack.add(root)
+        work = [(root, iter(succ(root)))]
+        while work:
+            n, it = work[-1]
+            pushed = False
+            for m in it:
+                if m not in index:
+                    index[m] = low[m] = counter
+                    counter += 1
+                    stack.append(m)
+                    on_stack.add(m)
+                    work.append((m, iter(succ(m))))
+                    pushed = True
+                    break
+                if m in on_stack and index[m] < low[n]:
+                    low[n] = index[m]
+            if pushed:
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                if low[n] < low[parent]:
+                    low[parent] = low[n]
+            if low[n] == index[n]:
+                # n roots a component: pop it; every successor outside it is done already
+                comp = []
+                while True:
+                    m = stack.pop()
+                    on_stack.discard(m)
+                    comp.append(m)
+                    if m is n:
+                        break
+                mask = 0
+                for m in comp:
+                    mask |= bits.get(m, 0)
+                    for a in succ(m):
+                        mask |= masks.get(a, 0)  # 0 for the component's own members
+                for m in comp:
+                    masks[m] = mask
+    return {n: masks[n] for n in order}
 
 
-def substitute(sigs, var: str, group: Sig) -> list:
-    """Replace free `recvar(var)` by the closed `group` in `sigs` (rebuilding through builders)."""
+def dependents(order, var: Sig) -> dict:
+    """{node: depends on `var`} for the nodes of `order` (one variable of `dependence`)."""
+    return {n: bool(m) for n, m in dependence(order, [var]).items()}
+
+
+def substitute(sigs, var: str, group: Sig, free: dict | None = None) -> list:
+    """Replace free `recvar(var)` by the closed `group` in `sigs` (rebuilding through builders).
+
+    Only what has `recvar(var)` free is walked and rebuilt (`free`: a `free_recvars` memo,
+    which may be shared between calls): the rest, primal signals upstream of the group
+    included, is left as it is."""
+    if free is None:
+        free = {}
     memo: dict = {}
     target = recvar(var)
 
     def rebuild(n: Sig) -> Sig:
         if n is target:
             return group
-        if n.op == "rec" and n.attr == var:
-            return n  # bound occurrence
         if not n.args:
             return n
-        new_args = tuple(memo[a] for a in n.args)
+        new_args = tuple(memo.get(a, a) for a in n.args)
         if all(a is b for a, b in zip(new_args, n.args)):
             return n
         return remake(n, new_args)
 
     out = []
     for s in sigs:
-        for n in walk([s]):
-            if n not in memo:
-                if n.op == "rec" and n.attr == var:
-                    memo[n] = n
-                    continue
+        if var not in free_recvars(s, free):
+            out.append(s)
+            continue
+        # children first, only through nodes where `var` is free (a group named `var`
+        # binds it, so it is never entered)
+        stack = [(s, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
                 memo[n] = rebuild(n)
+                continue
+            if n in memo:
+                continue
+            stack.append((n, True))
+            for a in reversed(n.args):
+                if a not in memo and var in free_recvars(a, free):
+                    stack.append((a, False))
         out.append(memo[s])
     return out
 
@@ -255,13 +330,20 @@ def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset
     """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables).
 
     nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``)."""
+    with B.paused_gc():
+        return _jvp_program(outputs, variables, trace, nondiff, warnings)
+
+
+def _jvp_program(outputs, variables, trace, nondiff, warnings) -> list:
     result = [[None] * len(variables) for _ in outputs]
-    order = walk(outputs)  # shared by every variable's dependence analysis
+    order = walk(outputs)
     groups = {n.attr: n for n in order if n.op == "rec"}
+    masks = dependence(order, variables)  # once, for every variable
+    free: dict = {}  # free_recvars memo shared by every variable's substitutions
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", order, groups, trace, nondiff, warnings)
+        t = Tangents(v, f"d{k}", order, groups, trace, nondiff, warnings, masks=masks, bit=k, free=free)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:

@@ -76,7 +76,7 @@ class EvalOptions:
     file_dir: Optional[str] = None  # folder of the file being evaluated (default: its own)
     double: bool = False
     bundled_only: bool = False
-    use_disk_cache: bool = True
+    deps: object = None  # a loader.FileDeps recording the files searched and read, or None
     max_depth: int = MAX_APPLY_DEPTH
 
 
@@ -232,7 +232,7 @@ class Evaluator:
 
     def load(self, path):
         self.note_file(path)
-        return parse_file_cached(path, use_disk_cache=self.options.use_disk_cache)
+        return parse_file_cached(path, self.options.deps)
 
     def file_env(self, program, file_dir, declares=None) -> DefEnv:
         """The top-level scope of a program: its definitions and those it imports."""
@@ -1097,7 +1097,7 @@ def _options(options) -> EvalOptions:
         return EvalOptions(**options)
     # any object with some of the attributes
     o = EvalOptions()
-    for k in ("import_dirs", "file_dir", "double", "bundled_only", "use_disk_cache", "max_depth"):
+    for k in ("import_dirs", "file_dir", "double", "bundled_only", "deps", "max_depth"):
         if hasattr(options, k):
             setattr(o, k, getattr(options, k))
     return o
@@ -1163,7 +1163,7 @@ def evaluate_source(text: str, filename: str = "<string>", options=None) -> Eval
 def evaluate_file(path: str, options=None) -> EvalResult:
     """Parse (through the caches) and evaluate a .dsp file."""
     opts = _options(options)
-    program = parse_file_cached(os.path.abspath(path), use_disk_cache=opts.use_disk_cache)
+    program = parse_file_cached(os.path.abspath(path), opts.deps)
     return evaluate_program(program, options=opts)
 
 

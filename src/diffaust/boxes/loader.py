@@ -1,4 +1,4 @@
-"""Finding and parsing Faust source files, with an in-process and an on-disk cache.
+"""Finding and parsing Faust source files, and the record of what a compile read.
 
 Search order for `import("x.lib")`, `library("x.lib")`, `component("x.dsp")`:
   1. options.import_dirs (`-I`)
@@ -10,21 +10,23 @@ Search order for `import("x.lib")`, `library("x.lib")`, `component("x.dsp")`:
 With `bundled_only=True` the bundled library comes first and the installed Faust
 and $FAUST_LIB_PATH are not searched (tests that must not depend on the machine).
 
-Parsed files are cached in-process (by path, mtime and size) and on disk:
-a pickle of the AST in `$DIFFAUST_CACHE_DIR/ast/` (default `~/.cache/diffaust/ast/`),
-keyed by the sha256 of the file content, the diffaust version and the source of the
-parser itself, so a stale entry can never be found.
+Parsed files are cached in this process only, by path and content digest (an on-disk
+cache of parsed files is not worth it: reading one back is slower than parsing).
+
+Every search is recorded in a `FileDeps` when the caller passes one: the files found,
+with the digest of the very bytes parsed, and every path tried before them that did
+not exist.  The compile cache checks both before reusing a compiled program, so a
+library added earlier in the search path (a `stdfaust.lib` next to the program) or
+a changed library is never hidden by an old entry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import pickle
-import tempfile
+import threading
 from typing import Optional
 
-from .. import __version__
 from ..errors import FaustEvalError
 
 BUNDLED_LIB_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lib")
@@ -60,8 +62,54 @@ def search_dirs(importing_dir: Optional[str], options) -> list[str]:
     return out
 
 
+class FileDeps:
+    """The files one compile depended on: {absolute path: sha256 of its content} for the
+    files read, and the set of absolute paths that were looked for and did not exist
+    (a file appearing there later would change the result).  One per compile."""
+
+    def __init__(self):
+        self.found: dict = {}
+        self.absent: set = set()
+
+    def note_found(self, path: str, digest: str) -> None:
+        self.found.setdefault(os.path.abspath(path), digest)
+
+    def note_absent(self, path: str) -> None:
+        self.absent.add(os.path.abspath(path))
+
+    def note_file(self, path: str) -> None:
+        """A file read by other means (a sound file, a header): its digest now, or absent."""
+        path = os.path.abspath(path)
+        if path in self.found or path in self.absent:
+            return
+        digest = file_digest(path) if os.path.isfile(path) else None
+        if digest is None:
+            self.absent.add(path)
+        else:
+            self.found[path] = digest
+
+    def unchanged(self) -> bool:
+        """True when every file still has the recorded content and every absent path is still absent."""
+        return all(file_digest(p) == d for p, d in self.found.items()) and \
+            not any(os.path.isfile(p) for p in self.absent)
+
+    def to_json(self) -> dict:
+        return {"found": sorted(self.found.items()), "absent": sorted(self.absent)}
+
+
+def file_digest(path: str) -> Optional[str]:
+    """sha256 of a regular file's content; None when it is missing or unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def resolve(name: str, importing_dir: Optional[str], options, span=None, what="library") -> str:
-    """The absolute path of `name`, or FaustEvalError `cannot find library 'x' (searched: ...)`."""
+    """The absolute path of `name`, or FaustEvalError `cannot find library 'x' (searched: ...)`.
+    Paths tried before the one found are noted absent in `options.deps` (a FileDeps), if any."""
+    deps = getattr(options, "deps", None)
     if os.path.isabs(name):
         if os.path.isfile(name):
             return os.path.abspath(name)
@@ -71,6 +119,8 @@ def resolve(name: str, importing_dir: Optional[str], options, span=None, what="l
         p = os.path.join(d, name)
         if os.path.isfile(p):
             return os.path.abspath(p)
+        if deps is not None:
+            deps.note_absent(p)
     raise FaustEvalError(
         f"cannot find {what} '{name}' (searched: {', '.join(dirs)})",
         span,
@@ -78,38 +128,11 @@ def resolve(name: str, importing_dir: Optional[str], options, span=None, what="l
     )
 
 
-# ----------------------------------------------------------------- parse caches
+# ----------------------------------------------------------------- parse cache
 
+# (path, sha256 of the content) → AST; the AST is immutable, so sharing it is safe
 _MEM: dict = {}
-_PARSER_KEY: Optional[str] = None
-
-
-def cache_root() -> str:
-    root = os.environ.get("DIFFAUST_CACHE_DIR")
-    if root:
-        return root
-    return os.path.join(os.path.expanduser("~"), ".cache", "diffaust")
-
-
-def _parser_key() -> str:
-    """A digest of the parser's own source: a new parser never reads an old AST."""
-    global _PARSER_KEY
-    if _PARSER_KEY is None:
-        h = hashlib.sha256(__version__.encode())
-        syntax_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "syntax")
-        try:
-            names = sorted(n for n in os.listdir(syntax_dir) if n.endswith(".py"))
-        except OSError:
-            names = []
-        for n in names:
-            h.update(n.encode())
-            try:
-                with open(os.path.join(syntax_dir, n), "rb") as f:
-                    h.update(f.read())
-            except OSError:
-                pass
-        _PARSER_KEY = h.hexdigest()
-    return _PARSER_KEY
+_MEM_LOCK = threading.Lock()
 
 
 def _parse_text(text: str, path: str):
@@ -118,55 +141,29 @@ def _parse_text(text: str, path: str):
     return parse(text, path)
 
 
-def parse_file_cached(path: str, use_disk_cache: bool = True):
-    """The AST (`ast.Program`) of the file at `path`, from a cache when it is fresh."""
+def parse_file_cached(path: str, deps: Optional[FileDeps] = None):
+    """The AST (`ast.Program`) of the file at `path`, parsed once per content in this process.
+    The digest of the bytes parsed is noted in `deps`."""
     path = os.path.abspath(path)
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise FaustEvalError(f"cannot read '{path}': {e.strerror}") from None
-    stamp = (st.st_mtime_ns, st.st_size)
-    hit = _MEM.get(path)
-    if hit is not None and hit[0] == stamp:
-        return hit[1]
-    with open(path, "rb") as f:
-        data = f.read()
-    text = data.decode("utf-8", errors="replace")
-    program = None
-    cache_file = None
-    if use_disk_cache and not os.environ.get("DIFFAUST_NO_CACHE"):
-        digest = hashlib.sha256(data + b"\0" + path.encode() + b"\0" + _parser_key().encode()).hexdigest()
-        cache_file = os.path.join(cache_root(), "ast", digest[:2], digest + ".pickle")
-        try:
-            with open(cache_file, "rb") as f:
-                program = pickle.load(f)
-        except Exception:
-            program = None
+    digest = hashlib.sha256(data).hexdigest()
+    if deps is not None:
+        deps.note_found(path, digest)
+    with _MEM_LOCK:
+        program = _MEM.get((path, digest))
     if program is None:
-        program = _parse_text(text, path)
-        if cache_file is not None:
-            _store(cache_file, program)
-    _MEM[path] = (stamp, program)
+        program = _parse_text(data.decode("utf-8", errors="replace"), path)
+        with _MEM_LOCK:
+            if len(_MEM) > 512:
+                _MEM.clear()
+            _MEM[(path, digest)] = program
     return program
 
 
-def _store(cache_file: str, program) -> None:
-    try:
-        os.makedirs(os.path.dirname(cache_file), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(cache_file), suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(program, f, protocol=pickle.HIGHEST_PROTOCOL)
-            os.replace(tmp, cache_file)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-    except Exception:
-        pass  # a cache that cannot be written is not an error
-
-
 def clear_memory_cache() -> None:
-    _MEM.clear()
+    with _MEM_LOCK:
+        _MEM.clear()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 
-from .cpp import UiGroup, stages_meta, ui_layout
+from .cpp import UiGroup, faust_string_value, stages_meta, ui_layout
 from ..signals.propagate import EMPTY_LABEL
 
 _GROUP_TYPE = {"h": "hgroup", "v": "vgroup", "t": "tgroup"}
@@ -109,7 +109,8 @@ def emit_json(st, options) -> str:
         "compile_options": meta["compile_options"].replace("-lang cpp", "-lang json"),
         "inputs": prog.inputs,
         "outputs": prog.outputs,
-        "meta": [{k: v.strip('"')} for k, v in meta["metadata"]],
+        # the values Faust's JSON means (its text copies the escapes as written): cpp.faust_string_value
+        "meta": [{k: faust_string_value(v)} for k, v in meta["metadata"]],
         "ui": ui_tree(prog, meta["name"]),
         "diffaust": {"outputs": meta["outputs"],
                      "diff_params": [v.attr.path for v in st.diff_params]},

@@ -28,6 +28,7 @@ from typing import Optional
 
 from ..errors import FaustTypeError
 from ..primitives.table import PRIMITIVES
+from ..signals.build import paused_gc
 from ..signals.nodes import Sig
 from ..signals.types import Types
 
@@ -615,6 +616,11 @@ def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=N
     """The scheduling pass: typed output signals → Program.
 
     foreign: {C name: JIT symbol} of ffunctions defined in headers (codegen.foreign_c)."""
+    with paused_gc():
+        return _schedule(outputs, types, inputs, double, foreign)
+
+
+def _schedule(outputs, types: Types, inputs: int, double: bool, foreign) -> Program:
     prog = Program(inputs=inputs, outputs=len(outputs), real="double" if double else "float")
     prog.foreign = dict(foreign or {})
     prog.slots.append(Slot("fSamplingFreq", "int", 1, "sr"))

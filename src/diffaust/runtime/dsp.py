@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DiffaustError, UsageError
 from . import cache
 from .pipeline import CompileOptions, run_pipeline
 
@@ -62,7 +63,7 @@ class Dsp:
         self.source = source
         self.filename = filename
         self.options = options
-        self.sample_rate = int(sample_rate)
+        self.sample_rate = _check_sample_rate(sample_rate)
         self.double = options.double
         self.diff = options.diff
         self.dtype = np.float64 if self.double else np.float32
@@ -83,10 +84,12 @@ class Dsp:
     def param_index(self, name) -> int:
         """Index of a parameter given by index, label, path, path suffix, or path as Faust's
         MapUI spells it (spaces and ( ) [ ] { } # * , ? as '_')."""
-        if isinstance(name, (int, np.integer)):
+        if isinstance(name, (int, np.integer)) and not isinstance(name, (bool, np.bool_)):
             if 0 <= name < len(self.params):
                 return int(name)
             raise UsageError(f"no parameter #{name} (the program has {len(self.params)})")
+        if not isinstance(name, str):
+            raise UsageError(f"a parameter is named by its label, path or index, got {name!r}")
         for i, p in enumerate(self.params):
             if name == p.path or name == p.label or name.lstrip("/") == p.path.lstrip("/"):
                 return i
@@ -106,6 +109,8 @@ class Dsp:
     def instance(self, params: Optional[dict] = None) -> "Instance":
         """A fresh stateful instance (state zeroed, init(sample_rate) run, parameters at their init values)."""
         inst = Instance(self)
+        if params is not None and not hasattr(params, "items"):
+            raise UsageError(f"params must be a dict {{name: value}}, got {type(params).__name__}")
         if params:
             for k, v in params.items():
                 inst.set_param(k, v)
@@ -142,7 +147,8 @@ class Dsp:
             return clike.format_program(st, self)
         if lang == "llvm":
             mod = build_module(st.program, "dsp")
-            return str(jit().optimize(str(mod)))
+            with jit().lock:  # LLVM's context is shared: read the module before another thread uses it
+                return str(jit().optimize(str(mod)))
         if lang == "cpp":
             from ..codegen.cpp import emit_cpp_stages
 
@@ -185,7 +191,13 @@ class Instance:
         self.dsp._init(self._addr, self.dsp.sample_rate)
 
     def set_param(self, name, value: float):
-        self._pvals[self.dsp.param_index(name)].value = float(value)
+        i = self.dsp.param_index(name)
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"parameter '{self.dsp.params[i].label}': the value must be a real "
+                             f"number, got {value!r}") from None
+        self._pvals[i].value = v
 
     def get_param(self, name) -> float:
         return float(self._pvals[self.dsp.param_index(name)].value)
@@ -193,10 +205,18 @@ class Instance:
     def compute(self, x=None, n: Optional[int] = None) -> np.ndarray:
         """Run n samples; returns every output channel (for a diff Dsp: primal outputs, then derivatives)."""
         dt = self.dsp.dtype
+        n = _check_n(n)
         if x is not None:
-            x = np.asarray(x)
+            try:
+                x = np.asarray(x)
+            except (TypeError, ValueError) as e:
+                raise UsageError(f"x must be an array of shape (inputs, n): {e}") from None
+            if x.dtype.kind not in "fiub":
+                raise UsageError(f"x must hold real numbers, got dtype {x.dtype}")
             if x.ndim == 1:
                 x = x[None, :]
+            if x.ndim != 2:
+                raise UsageError(f"x must have shape (inputs, n) or (n,), got shape {x.shape}")
             if x.shape[0] != self._nin:
                 raise UsageError(f"input has {x.shape[0]} channels, the program has {self._nin} inputs")
             if n is None:
@@ -226,10 +246,52 @@ class Instance:
 # ---------------------------------------------------------------- compile
 
 
+def _check_text(text: str) -> None:
+    """UsageError, located, when `text` is not valid Unicode (a lone surrogate such as
+    '\\ud800', which no file read as UTF-8 can hold but a Python string can)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        col = e.start - (text.rfind("\n", 0, e.start) + 1) + 1
+        from ..syntax.ast import Span
+
+        raise UsageError(f"invalid character U+{ord(text[e.start]):04X} (a lone surrogate: the "
+                         "source text is not valid Unicode)", Span("<string>", line, col)) from None
+
+
+MAX_SAMPLE_RATE = 2**31 - 1  # init(int sample_rate) takes a C int
+
+
+def _check_sample_rate(sample_rate) -> int:
+    """`sample_rate` as an int, or UsageError: a whole number of Hz in 1 .. 2147483647
+    (what init()'s C int holds; a float such as 48000.0 is accepted)."""
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(sample_rate, (int, float, np.integer, np.floating)):
+        raise UsageError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    if isinstance(sample_rate, (float, np.floating)) and not (np.isfinite(sample_rate) and float(sample_rate).is_integer()):
+        raise UsageError(f"sample_rate must be a whole number of Hz, got {sample_rate!r}")
+    sr = int(sample_rate)
+    if not 1 <= sr <= MAX_SAMPLE_RATE:
+        raise UsageError(f"sample_rate must be between 1 and {MAX_SAMPLE_RATE} Hz, got {sr}")
+    return sr
+
+
+def _check_n(n) -> Optional[int]:
+    """A number of samples: None, or an int in 0 .. 2147483647 (compute()'s C int count)."""
+    if n is None:
+        return None
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise UsageError(f"n must be a whole number of samples, got {n!r}")
+    if not 0 <= n <= MAX_SAMPLE_RATE:
+        raise UsageError(f"n must be between 0 and {MAX_SAMPLE_RATE} samples, got {n}")
+    return int(n)
+
+
 def _read_source(source_or_path) -> tuple[str, str]:
     s = os.fspath(source_or_path) if isinstance(source_or_path, os.PathLike) else source_or_path
     if not isinstance(s, str):
         raise UsageError("compile() takes Faust source text or a path to a .dsp file")
+    _check_text(s)
     looks_like_path = "\n" not in s and ";" not in s and (s.endswith(".dsp") or os.sep in s)
     if os.path.isfile(s) or looks_like_path:
         if not os.path.isfile(s):
@@ -244,7 +306,7 @@ def _read_source(source_or_path) -> tuple[str, str]:
 
 def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_rate: int = 44100,
             import_dirs=(), trace: bool = False, use_cache: bool = True, bundled_only: bool = False,
-            nondiff=()) -> Dsp:
+            nondiff=(), allow_native: bool = False) -> Dsp:
     """Compile Faust source text or a .dsp file to a runnable `Dsp`.
 
     double: float64 samples and arithmetic (default float32, like Faust).
@@ -254,61 +316,94 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
     trace: keep the differentiation trace in `dsp.trace` (bypasses the cache).
     nondiff: C names of ffunctions declared constant for differentiation (derivative 0;
           ``--nondiff NAME``); each must be called by the program.  Only used with diff=True.
+    allow_native: allow an ffunction whose C/C++ header is not one of an installed Faust's
+          own: it is compiled with the system C++ compiler and loaded into this process.
+    use_cache: read and write the on-disk caches (also off with DIFFAUST_NO_CACHE=1).
     """
+    sample_rate = _check_sample_rate(sample_rate)
     source, filename = _read_source(source_or_path)
     if isinstance(nondiff, str):
         nondiff = (nondiff,)
     # sorted and without repeats: the same declaration gives the same cache entry
     nondiff = tuple(sorted(set(nondiff))) if diff else ()
-    opts = CompileOptions(double=double, diff=diff, import_dirs=tuple(import_dirs), bundled_only=bundled_only,
-                          trace=trace, nondiff=nondiff)
+    import_dirs = tuple(os.fspath(d) for d in import_dirs)
+    use_cache = cache.enabled(use_cache) and not trace
+    opts = CompileOptions(double=double, diff=diff, import_dirs=import_dirs, bundled_only=bundled_only,
+                          trace=trace, nondiff=nondiff, allow_native=bool(allow_native), use_cache=use_cache)
     from ..codegen.llvm import jit
 
-    key = cache.make_key(source, filename, (double, diff, tuple(import_dirs), bundled_only,
-                                            os.environ.get("FAUST_LIB_PATH", ""), nondiff))
-    if use_cache and not trace:
-        hit = cache.load(key)
-        if hit is not None:
-            meta, obj = hit
-            addrs = jit().load(obj, meta["sym"]) if "sym" in meta and _load_foreign(meta) else None
+    # the key: everything given to the compiler (-I folders as absolute paths); what it
+    # finds on disk is checked when an entry is loaded (cache.load)
+    key = cache.make_key(source, filename, (double, diff, tuple(os.path.abspath(d) for d in import_dirs),
+                                            bundled_only, os.environ.get("FAUST_LIB_PATH", ""), nondiff,
+                                            bool(allow_native)))
+    if use_cache:
+        entry = cache.load(key)
+        if entry is not None:
+            addrs = _load_entry(entry)
             if addrs is not None:
-                _warn(meta.get("warnings", ()))
-                return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
+                _warn(entry.meta["warnings"])
+                return Dsp(entry.meta, addrs[0], addrs[1], source, filename, opts, sample_rate)
     st = run_pipeline(source, filename, opts)
     _warn(st.warnings)
     meta = _metadata(st)
     meta["warnings"] = list(st.warnings)
-    meta["foreign_libs"] = list(st.foreign_libs)
     from ..codegen.llvm import build_module
 
-    sym = "dsp_" + key
-    k = 0
-    while jit().is_loaded(sym):  # the same source compiled again in this process (files changed)
-        k += 1
-        sym = f"dsp_{key}_{k}"
+    sym = _reserve_symbol("dsp_" + key)
     meta["sym"] = sym
     mod = build_module(st.program, sym)
     obj, _ = jit().emit_object(str(mod))
-    init_a, comp_a = jit().load(obj, sym)
-    if use_cache and not trace:
-        meta_files = [cache.file_stamp(os.path.abspath(p)) for p in st.files]
-        if not filename.startswith("<"):
-            meta_files.append(cache.file_stamp(os.path.abspath(filename)))
-        meta["files"] = meta_files
-        cache.store(key, meta, obj)
-    return Dsp(meta, init_a, comp_a, source, filename, opts, sample_rate, "\n".join(st.trace))
+    addrs = jit().load(obj, sym)
+    if addrs is None or not all(addrs):
+        raise DiffaustError(f"internal error: the compiled program {sym} could not be loaded")
+    if use_cache:
+        for p in st.files:  # sound files and headers: the library search noted its own
+            st.deps.note_file(p)
+        libs = [(p, cache.sha256(data)) for p in st.foreign_libs
+                for data in [cache.read_private(p)] if data is not None]
+        # a file that changed while compiling: this result is right for neither version
+        if st.deps.unchanged() and len(libs) == len(st.foreign_libs):
+            cache.store(key, meta, obj, st.deps.to_json(), libs)
+    return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate, "\n".join(st.trace))
 
 
-def _load_foreign(meta: dict) -> bool:
-    """Load the header-function shims a cached object links against; False if one is gone."""
+# JIT symbol names handed out in this process: a name is used by one object only
+_SYMBOLS: set = set()
+_SYMBOLS_LOCK = threading.Lock()
+
+
+def _reserve_symbol(base: str) -> str:
+    """A symbol name no object loaded or being compiled in this process uses (the same
+    program compiled again after its files changed, or by two threads at once)."""
+    from ..codegen.llvm import jit
+
+    with _SYMBOLS_LOCK:
+        sym, k = base, 0
+        while sym in _SYMBOLS or jit().is_loaded(sym):
+            k += 1
+            sym = f"{base}_{k}"
+        _SYMBOLS.add(sym)
+        return sym
+
+
+def _load_entry(entry) -> Optional[tuple]:
+    """Load a cached entry's shared libraries and object: (init, compute) addresses, or None
+    (a miss) when its symbol is taken by another object in this process or not found."""
     from ..codegen.foreign_c import load_library
+    from ..codegen.llvm import jit
 
-    libs = meta.get("foreign_libs", ())
-    if not all(os.path.exists(p) for p in libs):
-        return False
-    for p in libs:
-        load_library(p)
-    return True
+    sym = entry.meta["sym"]
+    with _SYMBOLS_LOCK:
+        if sym in _SYMBOLS and not jit().is_loaded(sym):
+            return None  # being compiled by another thread under this name
+        _SYMBOLS.add(sym)
+        for path, _digest in entry.libraries:  # checked by cache.load: in the cache's folder, same content
+            load_library(path)
+        addrs = jit().load(entry.obj, sym)
+    if addrs is None or not all(addrs):
+        return None
+    return addrs
 
 
 def _warn(messages) -> None:

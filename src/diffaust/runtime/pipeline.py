@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Optional
 
+from ..boxes.loader import FileDeps
 from ..errors import DiffaustError
 
 
@@ -27,7 +29,10 @@ class CompileOptions:
     """How to compile: precision, derivatives, library search, sample rate.
 
     nondiff: C names of ffunctions declared constant for differentiation (their tangent
-    is 0; ``--nondiff NAME``); each must name an ffunction the program calls."""
+    is 0; ``--nondiff NAME``); each must name an ffunction the program calls.
+    allow_native: compile and load C++ from headers outside an installed Faust's own
+    folders (an ffunction whose header sits next to the program, in -I or the working
+    folder); without it such a program is refused (``--allow-native``)."""
 
     double: bool = False
     diff: bool = False
@@ -35,6 +40,8 @@ class CompileOptions:
     bundled_only: bool = False
     trace: bool = False
     nondiff: tuple = ()
+    allow_native: bool = False
+    use_cache: bool = True  # may keep built foreign-function shims in the on-disk cache
 
 
 @dataclass
@@ -44,7 +51,8 @@ class Stages:
     ast: object = None
     box: object = None
     metadata: list = field(default_factory=list)
-    files: list = field(default_factory=list)
+    files: list = field(default_factory=list)         # files read other than by the library search
+    deps: FileDeps = field(default_factory=FileDeps)  # what the result depends on (files, absent files)
     warnings: list = field(default_factory=list)       # messages for the user (missing soundfile...)
     outputs: list = field(default_factory=list)        # primal output signals
     diff_params: list = field(default_factory=list)    # control signals, UI order
@@ -71,7 +79,7 @@ def evaluate_ast(st: Stages, opts: CompileOptions):
 
     file_dir = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
     eo = EvalOptions(import_dirs=tuple(opts.import_dirs), file_dir=file_dir, double=opts.double,
-                     bundled_only=opts.bundled_only)
+                     bundled_only=opts.bundled_only, deps=st.deps)
     res = evaluate_program(st.ast, options=eo)
     st.box = res.process
     st.metadata = list(res.metadata)
@@ -110,8 +118,10 @@ def share_recursions(st: Stages, opts: CompileOptions):
 
 def normalize_signals(st: Stages, opts: CompileOptions):
     from ..signals.normalize import normalize_signals as normalize
+    from ..signals.propagate import check_widgets
 
     st.outputs = normalize(st.outputs)
+    check_widgets(st.outputs, st.spans)  # on what is left, as Faust (a widget times 0 is gone)
 
 
 def differentiate(st: Stages, opts: CompileOptions):
@@ -155,31 +165,100 @@ def infer_types(st: Stages, opts: CompileOptions):
 
 
 def link_foreign(st: Stages, opts: CompileOptions):
-    """ffunctions defined in C/C++ headers (not in libm nor a named library): build their shim."""
-    from ..codegen.foreign_c import build_shim, header_name
+    """ffunctions defined in C/C++ headers (not in libm nor a named library): build their shim.
+
+    Native code needs consent (codegen/foreign_c.py, "Consent"): an ffunction whose header
+    (or library file) is not one of an installed Faust's own is refused with a NativeCodeError
+    located at the ffunction, unless opts.allow_native."""
+    from ..codegen.foreign_c import (
+        ALLOW_HINT, build_shim, check_include, header_candidates, header_name, resolve_includes, trusted_path,
+    )
     from ..codegen.schedule import foreign_name, resolvable
+    from ..errors import DiffaustError, NativeCodeError
     from ..signals.nodes import walk
 
-    funcs, includes = {}, []
+    def located(e: DiffaustError, node):
+        e.sig = node
+        if e.span is None:
+            e.span = _ffunction_span(st.box, node.attr)
+        return e
+
+    def shown(s: str) -> str:
+        return s if s.isprintable() else repr(s)
+
+    funcs, includes, users, first = {}, [], {}, None
     for n in walk(st.signals):
         if n.op != "ffun":
             continue
         f = n.attr
         name = foreign_name(f, opts.double)
+        lib = (f.library or "").strip()
+        # a library given by a path is loaded (its initializers run) when the name is resolved
+        if "/" in lib and not opts.allow_native and not trusted_path(lib):
+            raise located(NativeCodeError(f"ffunction {name}: its library {shown(lib)} is a file, not one of "
+                                          f"an installed Faust's own: loading it runs its code on this machine; "
+                                          f"{ALLOW_HINT}"), n)
         if name in funcs or resolvable(name, f):
             continue
         funcs[name] = (name, tuple(f.arg_types), f.result_type)
+        if first is None:
+            first = n
         inc = (f.include or "").strip()
+        if inc:
+            try:
+                check_include(inc)
+            except DiffaustError as e:
+                raise located(e, n) from None
         if inc and header_name(inc) not in map(header_name, includes):  # <f.h> and "f.h": once
             includes.append(inc)
+            users[inc] = (name, n)
     if not funcs:
         return
     base = os.path.dirname(os.path.abspath(st.filename)) if not st.filename.startswith("<") else os.getcwd()
-    shim = build_shim(list(funcs.values()), includes, "double" if opts.double else "float",
-                      (*opts.import_dirs, base))
+    search = (*opts.import_dirs, base)
+    if not opts.allow_native:
+        for inc, _, path, trusted in resolve_includes(includes, search):
+            if not trusted:
+                name, node = users[inc]
+                where = f"found at {shown(path)}" if path else "found in no searched folder"
+                raise located(NativeCodeError(
+                    f"ffunction {name}: its header {shown(inc)} ({where}) is not one of an installed Faust's "
+                    f"own: compiling it runs its C++ code on this machine; {ALLOW_HINT}"), node)
+    try:
+        shim = build_shim(list(funcs.values()), includes, "double" if opts.double else "float", search,
+                          allow_native=opts.allow_native, use_cache=opts.use_cache)
+    except DiffaustError as e:  # no compiler, or the compiler's errors: at the first ffunction compiled
+        raise located(e, first) from None
     st.foreign = dict(shim.symbols)
     st.foreign_libs = [shim.library]
     st.files.extend(shim.headers)
+    for inc in includes:  # a header appearing earlier in the search would be compiled instead
+        for p in header_candidates(inc, search):
+            st.deps.note_file(p)
+
+
+def _ffunction_span(box, f):
+    """Where the ffunction `f` (a signal's FFun) was written: the span of the first box
+    `ffunction(...)` of the same names, include and library in the program's box."""
+    from ..boxes.box import BFFun, Box
+
+    stack, seen = [box], set()
+    while stack:
+        b = stack.pop()
+        if id(b) in seen:
+            continue
+        seen.add(id(b))
+        if isinstance(b, BFFun):
+            if (tuple(b.names), b.include, b.library) == (tuple(f.names), f.include, f.library) \
+                    and getattr(b.span, "line", 0):
+                return b.span
+            continue
+        for v in vars(b).values():
+            if isinstance(v, Box):
+                stack.append(v)
+            elif isinstance(v, tuple):
+                stack.extend(x for x in v if isinstance(x, Box))
+    return None
 
 
 def schedule_program(st: Stages, opts: CompileOptions):
@@ -192,8 +271,24 @@ PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize
           schedule_program]
 
 
+# One compile at a time per process: the passes share process-wide state (the signal
+# intern table and its creation serials, memo tables, the recursion limit, the
+# evaluator's thread stack size).  Re-entrant: dsp.compile() holds it around the whole
+# compile (cache lookup, pipeline, JIT symbol choice and load) and calls run_pipeline inside.
+COMPILE_LOCK = threading.RLock()
+
+
 def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Optional[str] = None) -> Stages:
-    """Run the passes in order (up to and including `until`)."""
+    """Run the passes in order (up to and including `until`); thread-safe (COMPILE_LOCK)."""
+    with COMPILE_LOCK:
+        return _run_pipeline(source, filename, opts, until)
+
+
+def _run_pipeline(source: str, filename: str, opts: CompileOptions, until: Optional[str]) -> Stages:
+    from ..signals.nodes import new_epoch
+
+    new_epoch()  # creation serials start afresh: the result never depends on earlier compiles
+    _forget_memos()
     st = Stages(source=source, filename=filename)
     if not filename.startswith("<"):
         st.name = os.path.splitext(os.path.basename(filename))[0]
@@ -213,6 +308,17 @@ def run_pipeline(source: str, filename: str, opts: CompileOptions, until: Option
     finally:
         sys.setrecursionlimit(old)
     return st
+
+
+def _forget_memos() -> None:
+    """Empty the typing pass's memo tables (process-wide, keyed by signal): what they hold
+    depends on the order groups were typed in (an environment keyed by recursion name), so
+    entries left by an earlier compile could change this one's natures; emptied, a compile
+    types as in a fresh process (and nodes of earlier compiles are freed)."""
+    from ..signals import types
+
+    for memo in (types._GROUP_NATURES, types._FREE, types._CLOSED):
+        memo.clear()
 
 
 def _locate(sig, spans: dict):

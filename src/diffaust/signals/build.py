@@ -18,6 +18,8 @@ A result keeps the nature the primitive gives it (int + real is real...).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import weakref
 from typing import Optional
 
@@ -25,6 +27,24 @@ from ..primitives.table import PRIMITIVES, fold
 from .nodes import Sig, const as _const, mk, ZERO, RZERO
 
 _NATURE: "weakref.WeakKeyDictionary[Sig, Optional[str]]" = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Python's cycle collector off for the duration (back on after, if it was on).
+
+    The passes that build large graphs (differentiation, typing, scheduling, LLVM lowering)
+    allocate millions of objects that all stay alive: each full collection scans all of
+    them, and the collections come more often as the heap grows, which made a compile of
+    the 100-parameter chain spend a third of its time collecting nothing.  Reference
+    counting still frees what is dropped."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def const(value, nature=None) -> Sig:

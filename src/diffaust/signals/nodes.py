@@ -52,7 +52,7 @@ def _key_attr(attr):
 class Sig:
     """A signal node.  Never construct directly: use `mk` or the builders in `build`."""
 
-    __slots__ = ("op", "attr", "args", "_h", "serial", "__weakref__")
+    __slots__ = ("op", "attr", "args", "_h", "_serial", "__weakref__")
 
     op: str
     attr: object
@@ -60,6 +60,13 @@ class Sig:
 
     def __hash__(self):
         return self._h
+
+    @property
+    def serial(self) -> int:
+        """Creation order within the current compile (see `new_epoch`)."""
+        if self._serial < _EPOCH_START:  # made by an earlier compile: "created" now
+            self._serial = next(_SERIAL)
+        return self._serial
 
     def __eq__(self, other):
         return self is other
@@ -80,8 +87,20 @@ class Sig:
 
 _INTERN: "weakref.WeakValueDictionary[tuple, Sig]" = weakref.WeakValueDictionary()
 # Creation order of interned nodes: Faust orders the terms of its normal form by the
-# creation order of its (hash-consed) trees, and `normalize` follows it.
+# creation order of its (hash-consed) trees, and `normalize` follows it.  Faust starts
+# every compile with an empty table; here nodes outlive a compile (caches, the caller's
+# references), so each compile opens an epoch (`new_epoch`, called by run_pipeline under
+# its lock) and a node from an earlier epoch takes a new serial when it is first built or
+# ordered in this one: the order never depends on what was compiled before.
 _SERIAL = itertools.count()
+_EPOCH_START = 0
+
+
+def new_epoch() -> None:
+    """Start a compile: every existing node counts as not yet created (call it holding
+    runtime.pipeline.COMPILE_LOCK; serials are not safe against concurrent compiles)."""
+    global _EPOCH_START
+    _EPOCH_START = next(_SERIAL)
 
 
 def mk(op: str, attr=None, args: tuple = ()) -> Sig:
@@ -94,8 +113,10 @@ def mk(op: str, attr=None, args: tuple = ()) -> Sig:
         node.attr = attr
         node.args = args
         node._h = hash(key)
-        node.serial = next(_SERIAL)
+        node._serial = next(_SERIAL)
         _INTERN[key] = node
+    elif node._serial < _EPOCH_START:
+        node._serial = next(_SERIAL)
     return node
 
 

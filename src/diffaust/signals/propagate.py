@@ -201,8 +201,18 @@ def _propagate(box, inputs, ctx, slots):
         a_out = propagate(box.a, inputs, ctx, slots)
         return propagate(box.b, a_out, ctx, slots)
     if t is BPar:
-        ia, _ = arity(box.a)
-        return propagate(box.a, inputs[:ia], ctx, slots) + propagate(box.b, inputs[ia:], ctx, slots)
+        # down the right spine of a,(b,(c,...)) (what par(i, n, ...) makes) in one loop: the
+        # spine's inner nodes are not memoised on their own (their operands are), which
+        # would hash the remaining inputs at every level (quadratic in n); same calls, in
+        # the same order, as the recursion
+        out = []
+        while True:
+            ia, _ = arity(box.a)
+            out.extend(propagate(box.a, inputs[:ia], ctx, slots))
+            inputs, box = inputs[ia:], box.b
+            if type(box) is not BPar:
+                break
+        return tuple(out) + propagate(box, inputs, ctx, slots)
     if t is BSplit:
         a_out = propagate(box.a, inputs, ctx, slots)
         ib, _ = arity(box.b)
@@ -313,6 +323,10 @@ def _const_int(s: Sig, what: str, span) -> int:
     return int(s.attr[1])
 
 
+# primitives Faust refuses with a constant 0 divisor, and the word its message uses
+_BY_ZERO = {"/": "division", "%": "%", "fmod": "%", "remainder": "remainder"}
+
+
 def _prim(box: BPrim, args, ctx) -> Sig:
     name = box.name
     if name == "mem":
@@ -341,12 +355,41 @@ def _prim(box: BPrim, args, ctx) -> Sig:
         if size <= 0:
             raise FaustEvalError(f"rwtable size must be positive, got {size}", box.span)
         return mk("rwtable", size, (args[1], args[2], args[3], args[4]))
-    if name in ("/", "%") and len(args) == 2 and args[1].op == "const" and args[1].attr[1] == 0:
-        raise FaustEvalError(f"{'division' if name == '/' else name} by 0 (the right operand of "
-                             f"'{name}' is the constant 0)", box.span)
+    if name in _BY_ZERO and len(args) == 2 and args[1].op == "const" and args[1].attr[1] == 0:
+        where = "right operand" if name in ("/", "%") else "second argument"
+        raise FaustEvalError(f"{_BY_ZERO[name]} by 0 (the {where} of '{name}' is the constant 0)", box.span)
     if name == "enable":
         # enable(x, c) = control(x·c, c): Faust 2.54 (its default -es 1) multiplies, then holds
         return _control(B.mul(args[0], args[1]), args[1], ctx)
     if name == "control":
         return _control(args[0], args[1], ctx)
     return B.prim(name, *args)
+
+
+# ---------------------------------------------------------------- widget checks
+
+_WIDGET_NAMES = {"hslider": "horizontal slider", "vslider": "vertical slider", "nentry": "num entry"}
+
+
+def check_widgets(outputs, spans: dict) -> None:
+    """Faust's checks of the widgets left in the (simplified) program: a slider or numeric
+    entry needs min <= max and min <= init <= max, and two different input widgets (buttons,
+    checkboxes, sliders, entries; not bargraphs) cannot share a full path.  FaustEvalError
+    at the offending widget (the second one of a pair)."""
+    from .nodes import walk
+
+    seen: dict = {}
+    for n in walk(outputs):
+        if n.op != "control":
+            continue
+        c = n.attr
+        kind = _WIDGET_NAMES.get(c.kind)
+        if kind is not None:
+            if c.min > c.max:
+                raise FaustEvalError(f"{kind} '{c.label}' min = {c.min:g} should be less than "
+                                     f"max = {c.max:g}", spans.get(n))
+            if not c.min <= c.init <= c.max:
+                raise FaustEvalError(f"{kind} '{c.label}' init = {c.init:g} outside of "
+                                     f"[{c.min:g} {c.max:g}] range", spans.get(n))
+        if seen.setdefault(c.path, n) is not n:
+            raise FaustEvalError(f"path '{c.path}' is already used (by another widget)", spans.get(n))

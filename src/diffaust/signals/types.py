@@ -105,15 +105,15 @@ def _group_fixpoint(group: Sig, outer: dict | None) -> tuple:
 
 
 class _Either:
-    """Membership in any of several dicts (a walk's stop set)."""
+    """Membership in either of two dicts (a walk's stop set)."""
 
-    __slots__ = ("dicts",)
+    __slots__ = ("a", "b")
 
-    def __init__(self, *dicts):
-        self.dicts = dicts
+    def __init__(self, a, b):
+        self.a, self.b = a, b
 
     def __contains__(self, key):
-        return any(key in d for d in self.dicts)
+        return key in self.a or key in self.b
 
 
 # Natures of nodes with no free recursion variable do not depend on the environment.
@@ -178,6 +178,13 @@ def infer_natures(roots, order=None, env=None) -> dict:
 
 def infer_types(roots) -> Types:
     """The typing pass over every node reachable from `roots`."""
+    from .build import paused_gc
+
+    with paused_gc():
+        return _infer_types(roots)
+
+
+def _infer_types(roots) -> Types:
     t = Types()
     order = walk(roots)
     # recursion groups by name (recvar references resolve to these)

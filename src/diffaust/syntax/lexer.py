@@ -101,6 +101,16 @@ class LineMap:
         return Span(self.file, ln, pos - self.starts[ln - 1] + 1)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
+_CONTROL_TO_SPACE = {c: " " for c in range(32)}
+
+
+def _wrap32(v: int) -> int:
+    """Two's complement 32-bit value of `v` (an integer literal as Faust reads it)."""
+    v &= 0xFFFFFFFF
+    return v - 0x100000000 if v & 0x80000000 else v
+
+
 def _char_desc(c: str) -> str:
     if c.isprintable() and not c.isspace():
         return f"'{c}'"
@@ -133,13 +143,16 @@ def scan(text: str, file: str = "<string>", lines: LineMap | None = None):
             vadd(s)
         elif g == G_INT:
             kadd("INT")
-            vadd(int(s))
+            # past Python's 4300-digit conversion limit: the last 32 digits give the same
+            # value modulo 2**32 (10**32 is a multiple of 2**32), which is all Faust keeps
+            vadd(int(s) if len(s) <= 4000 else _wrap32(int(s[-32:])))
         elif g == G_REAL:
             kadd("REAL")
             vadd((float(s[:-1] if s[-1] == "f" else s), s))
         elif g == G_STR:
             kadd("STR")
-            vadd(s)
+            # Faust reads a control character written raw in a string (newline, tab...) as a space
+            vadd(s.translate(_CONTROL_TO_SPACE) if _CONTROL.search(s) else s)
         else:
             lm = lines or LineMap(text, file)
             pos = m.start(g)
