@@ -118,6 +118,21 @@ def test_sound_file_appearing_later(cache_dir, tmp_path, monkeypatch):
     assert one(diffaust.compile(str(prog)), 0.0) == 0.5
 
 
+def test_sound_file_appearing_earlier_in_its_search(cache_dir, tmp_path, monkeypatch):
+    """A sound file's name is looked for in the working folder, then the program's folder."""
+    from diffaust.audio import write_wav
+
+    (tmp_path / "prog").mkdir()
+    (tmp_path / "work").mkdir()
+    prog = tmp_path / "prog" / "p.dsp"
+    prog.write_text('process = 0, 0 : soundfile("s [url:{\'s.wav\'}]", 1) : !, !, _;')
+    write_wav(str(tmp_path / "prog" / "s.wav"), np.full((1, 8), 0.5, dtype=np.float32), 44100)
+    monkeypatch.chdir(tmp_path / "work")
+    assert one(diffaust.compile(str(prog)), 0.0) == 0.5
+    write_wav(str(tmp_path / "work" / "s.wav"), np.full((1, 8), 0.25, dtype=np.float32), 44100)
+    assert one(diffaust.compile(str(prog)), 0.0) == 0.25
+
+
 # ------------------------------------------------------------------ corruption
 
 CORRUPT_SCRIPT = textwrap.dedent('''

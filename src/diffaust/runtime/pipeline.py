@@ -273,8 +273,8 @@ PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize
 
 # One compile at a time per process: the passes share process-wide state (the signal
 # intern table and its creation serials, memo tables, the recursion limit, the
-# evaluator's thread stack size).  Re-entrant: dsp.compile() holds it around the whole
-# compile (cache lookup, pipeline, JIT symbol choice and load) and calls run_pipeline inside.
+# evaluator's thread stack size).  Re-entrant.  dsp.compile() does not hold it around the
+# cache lookup or the JIT load: those have their own locks (runtime/dsp.py _reserve_symbol).
 COMPILE_LOCK = threading.RLock()
 
 

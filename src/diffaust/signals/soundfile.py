@@ -43,10 +43,16 @@ def url_files(label: str) -> list[str]:
     return [f.strip().strip("'\"") for f in m.group(1).split(";") if f.strip()]
 
 
+def _candidates(name: str, base_dir: str) -> list:
+    """Where a sound file is looked for, in order: as given (the working folder), then the
+    program's folder."""
+    return [os.path.abspath(name), os.path.abspath(os.path.join(base_dir, name))]
+
+
 def _find(name: str, base_dir: str):
-    for cand in (name, os.path.join(base_dir, name)):
+    for cand in _candidates(name, base_dir):
         if os.path.isfile(cand):
-            return os.path.abspath(cand)
+            return cand
     return None
 
 
@@ -57,7 +63,10 @@ def load_parts(label: str, ctx):
     parts = []
     for name in url_files(label):
         path = _find(name, ctx.base_dir)
-        ctx.files.append(path or os.path.abspath(os.path.join(ctx.base_dir, name)))
+        for cand in _candidates(name, ctx.base_dir):  # for the compile cache: found, or absent
+            ctx.files.append(cand)
+            if cand == path:
+                break
         if path is None:
             ctx.warnings.append(f"soundfile '{name}' not found: using {EMPTY_FRAMES} frames of silence "
                                 "(as Faust does)")
