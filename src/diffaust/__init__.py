@@ -27,3 +27,26 @@ use_cache: read and write the on-disk compile cache (DIFFAUST_NO_CACHE=1 turns i
 allow_native: compile and load a C/C++ header that is not one of an installed Faust's
 own (an ffunction's header next to the program, in import_dirs or the working folder).
 """
+
+
+def fit(diff, target, input=None, **kwargs):
+    """Fit a program's ``[diff:1]`` parameters to a target: see `diffaust.train.block.fit`."""
+    from .train.block import fit as _fit
+
+    return _fit(diff, target, input, **kwargs)
+
+
+fit.__doc__ = """Fit the ``[diff:1]`` parameters of a Faust program to a target signal.
+
+    diffaust.fit(diff, target, input=None, *, mode="block", loss=None, optimizer=None,
+                 lr=None, iterations=None, params=None, callback=None, **options)
+        -> FitResult (mode="block") or History (mode="sample")
+
+diff: a .dsp path, Faust source text or compiled Dsp (compiled with diff=True when needed).
+target: array (channels, samples) (1-D: one channel), or a ground-truth Dsp/path/source
+rendered with the same input.  input: array (inputs, samples) or None.
+mode="block": whole-block loss (default "mse", e.g. "mse+0.5*mrstft"), optimizer adam
+(default lr 0.05 in normalized slider coordinates), 500 iterations; mode="sample": the
+per-sample SGD trainer (`diffaust.train.fit`).  Full description:
+`diffaust.train.block.fit`.
+"""

@@ -5,6 +5,8 @@
                               [-double] [-diff] [--nondiff NAME]... [-o OUT.npy|OUT.wav]
     diffaust train   --input FILE --gt FILE --diff FILE [-lf l1|l2] [-lr RATE]
                      [--iterations N] [--csv loss.csv] [--plot loss.png] | --example NAME
+                     [--mode sample|block] [--optimizer adam|rmsprop|momentum|sgd]
+                     [--loss SPEC] [--samples N] [--save FIT.json]       (block mode)
     diffaust verify  --diff FILE [--input noise|FILE] [-n SR] [--central] [-double]
                      [--epsilon EPS] [--tolerance T] [--tol T] [-q] | --example NAME
 
@@ -183,8 +185,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="maximum number of iterations = samples (default 10000)")
     p.add_argument("--sensitivity", type=float, default=None, metavar="S",
                    help="no update while the loss is <= S (default 1e-7)")
-    p.add_argument("--patience", type=_nonneg_int, default=20, metavar="K",
-                   help="stop after more than K consecutive iterations with loss <= sensitivity (default 20)")
+    p.add_argument("--patience", type=_nonneg_int, default=None, metavar="K",
+                   help="stop after more than K consecutive iterations with loss <= sensitivity (default 20); "
+                        "--mode block: stop when the best loss has not improved for K iterations (default: never)")
+    p.add_argument("--mode", choices=("sample", "block"), default="sample",
+                   help="sample (default): the seed's per-sample SGD, one step per sample; block: render a "
+                        "whole block (--samples) per iteration, block loss (--loss), any --optimizer, "
+                        "parameters in normalized [0, 1] slider coordinates")
+    p.add_argument("--optimizer", choices=("adam", "rmsprop", "momentum", "sgd"), default=None,
+                   help="--mode block: optimizer (default adam); --mode sample: sgd only")
+    p.add_argument("--loss", metavar="SPEC", default=None,
+                   help="--mode block: block loss, e.g. mse (default), mae, mrstft, logmel or "
+                        "'mse+0.5*mrstft'")
+    p.add_argument("--samples", type=_positive_int, default=None, metavar="N",
+                   help="--mode block: samples per block (default 8192)")
+    p.add_argument("--save", metavar="FIT.json",
+                   help="--mode block: write the best parameters, loss, iterations and stop reason as JSON")
     p.add_argument("--no-stop", action="store_true", help="never stop early: run all iterations")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="initial value of a learnable parameter instead of its slider's; repeatable")
@@ -419,8 +435,18 @@ def _signal_for(spec, channels, n, args):
 
 
 def cmd_train(args) -> int:
-    from .train.fit import (DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_SENSITIVITY, TablePrinter, fit)
+    from .train.fit import (DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_SENSITIVITY,
+                            TablePrinter, fit)
 
+    if args.mode == "block":
+        return _train_block(args)
+    if args.optimizer not in (None, "sgd"):
+        raise UsageError(f"--optimizer {args.optimizer} needs --mode block (--mode sample is plain sgd)")
+    for flag, value in (("--loss", args.loss), ("--samples", args.samples), ("--save", args.save)):
+        if value is not None:
+            raise UsageError(f"{flag} is for --mode block (--mode sample: -lf l1|l2, --iterations, --csv)")
+    if args.patience is None:
+        args.patience = DEFAULT_PATIENCE
     inp, gt_path, diff_path, ex = _resolve_files(args, need_gt=True)
     lr = args.learningrate if args.learningrate is not None else (ex.lr if ex else DEFAULT_LR)
     loss = args.lossfunction or (ex.loss if ex else "l2")
@@ -483,6 +509,81 @@ def cmd_train(args) -> int:
         plot_history(hist, args.plot)
         print(f"Plot written to {args.plot}")
     return 0 if hist.stop_reason and not hist.stop_reason.startswith("diverged") else 1
+
+
+DEFAULT_BLOCK_SAMPLES = 8192
+
+
+def _train_block(args) -> int:
+    """``train --mode block``: diffaust.train.block.fit_block on one rendered block."""
+    from .train.block import DEFAULT_ITERATIONS, DEFAULT_LRS, fit_block
+    from .train.losses import parse_loss
+
+    for flag, value in (("--csv", args.csv), ("--plot", args.plot)):
+        if value:
+            raise UsageError(f"{flag} is for --mode sample; with --mode block use --save FIT.json")
+    inp, gt_path, diff_path, ex = _resolve_files(args, need_gt=True)
+    optimizer = args.optimizer or "adam"
+    lr = args.learningrate if args.learningrate is not None else DEFAULT_LRS[optimizer]
+    loss = args.loss or args.lossfunction or "mse"
+    lossf = parse_loss(loss)
+    iterations = args.iterations if args.iterations is not None else DEFAULT_ITERATIONS
+    n = args.samples or DEFAULT_BLOCK_SAMPLES
+    tolerance = 0.0 if args.no_stop or args.sensitivity is None else args.sensitivity
+    patience = None if args.no_stop else args.patience
+
+    gt = _compile(gt_path, args)
+    learn = _compile(diff_path, args, diff=True)
+    if not learn.diff_params:
+        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
+    init = _check_params(learn, args.param, f" in {diff_path}")
+    if gt.outputs != learn.primal_outputs:
+        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
+                         f"the learnable program {diff_path} has {learn.primal_outputs}")
+    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
+        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
+    channels = gt.inputs or learn.inputs
+    x = _signal_for(inp, channels, n, args) if channels else None
+    target = np.asarray(gt.render(x if gt.inputs else None, n=n), dtype=np.float64)
+
+    if ex:
+        print(f"Example: {ex.name} ({ex.description})")
+    print(f"Input: {inp}\nGround truth: {gt_path}\nLearnable: {diff_path}")
+    print(f"Mode: block ({n} samples per iteration)")
+    print(f"Loss function: {loss}")
+    print(f"Optimizer: {optimizer}")
+    print(f"Learning rate: {lr:g} (normalized slider coordinates)\n")
+    probe = learn.instance(params=init)
+    for p in learn.diff_params:
+        v0 = float(probe.get_param(p.path))
+        print(f"Learnable parameter: {p.label}, value: {v0 if args.double else float(f'{v0:.7g}'):g}")
+    print()
+
+    w = 15
+
+    def print_row(i, L, values):
+        if i <= args.head or i % args.every == 0:
+            print(f"{i:5d}{L:{w}.6e}" + "".join(f"{v:{w}.10g}" for v in values.values()))
+
+    callback = None if args.quiet else print_row
+    if callback is not None:
+        print(f"{'Iter':>5}{'Loss':>{w}}" + "".join(f"{p.label[-(w - 1):]:>{w}}" for p in learn.diff_params))
+    res = fit_block(learn, target, x if learn.inputs else None, loss=lossf, optimizer=optimizer, lr=lr,
+                    iterations=iterations, params=init, tolerance=tolerance, patience=patience, n=n,
+                    callback=callback)
+    if callback is not None:
+        print()
+    print(f"Stopped: {res.stop_reason}.")
+    print(f"Iterations: {res.iterations}, best loss: {res.loss:.3e}, time: {res.seconds:.2f} s")
+    for label, value in res.params.items():
+        line = f"  {label} = {_fmt_value(value)}"
+        if ex and label in ex.hidden:
+            line += f"   (hidden: {ex.hidden[label]:g}, error: {abs(value - ex.hidden[label]):.1e})"
+        print(line)
+    if args.save:
+        res.save(args.save)
+        print(f"Result written to {args.save}")
+    return 1 if res.stop_reason == "diverged" else 0
 
 
 def cmd_verify(args) -> int:

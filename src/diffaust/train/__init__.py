@@ -4,7 +4,8 @@
     hist = fit(diff_dsp, target, x, loss="l2", lr=0.1)
 """
 
+from .block import FitResult, fit_block
 from .fit import History, Row, TablePrinter, fit
 from .losses import LOSSES, get_loss
 
-__all__ = ["fit", "History", "Row", "TablePrinter", "LOSSES", "get_loss"]
+__all__ = ["fit", "fit_block", "FitResult", "History", "Row", "TablePrinter", "LOSSES", "get_loss"]
