@@ -43,8 +43,11 @@ fit.__doc__ = """Fit the ``[diff:1]`` parameters of a Faust program to a target 
         -> FitResult (mode="block") or History (mode="sample")
 
 diff: a .dsp path, Faust source text or compiled Dsp (compiled with diff=True when needed).
-target: array (channels, samples) (1-D: one channel), or a ground-truth Dsp/path/source
-rendered with the same input.  input: array (inputs, samples) or None.
+target: array (channels, samples) (1-D: one channel), a .wav/.npy file, or a ground-truth
+Dsp/path/source rendered with the same input.  input: array (inputs, samples), a .wav/.npy
+file, or None.  A WAV file's sample rate is the compile rate (no resampling: a different
+sample_rate, or input and target WAVs at different rates, is an error); NaN/Inf in a file
+is an error naming the file and the first bad sample.
 mode="block": whole-block loss (default "mse", e.g. "mse+0.5*mrstft"), optimizer adam
 (default lr 0.05 in normalized slider coordinates), 500 iterations; mode="sample": the
 per-sample SGD trainer (`diffaust.train.fit`).  Full description:

@@ -268,6 +268,39 @@ def fit_channels(x: np.ndarray, channels: int, source: str, n: Optional[int] = N
     return x
 
 
+def is_signal_file(spec) -> bool:
+    """True for a path (str or PathLike) naming a .wav or .npy file."""
+    return isinstance(spec, (str, os.PathLike)) and os.fspath(spec).lower().endswith((".wav", ".npy"))
+
+
+def check_finite(x: np.ndarray, path: str, what: str = "signal") -> None:
+    """UsageError naming the first NaN/Inf of a signal read from ``path`` (channel, sample)."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        where = np.argwhere(bad)
+        ch, i = (int(v) for v in where[np.argmin(where[:, 1])])
+        v = x[ch, i]
+        kind = "NaN" if np.isnan(v) else ("+Inf" if v > 0 else "-Inf")
+        raise UsageError(f"{what} {path}: {kind} at channel {ch}, sample {i}: the file must hold finite numbers")
+
+
+def read_signal(path, what: str = "signal") -> tuple:
+    """``(data, sample_rate)`` of a .wav or .npy file: data float64 (channels, samples) (a 1-D
+    .npy is one channel), sample_rate the WAV's rate or None for .npy; UsageError for an
+    empty file or a NaN/Inf (naming the file and the first bad position)."""
+    path = os.fspath(path)
+    if path.lower().endswith(".wav"):
+        x, sr = read_wav(path)
+    elif path.lower().endswith(".npy"):
+        x, sr = read_npy(path), None
+    else:
+        raise UsageError(f"{what} {path}: expected a .wav or .npy file")
+    if x.shape[1] == 0:
+        raise UsageError(f"{what} {path} holds no samples")
+    check_finite(x, path, what)
+    return x, sr
+
+
 # ------------------------------------------------------------- input specs
 def compile_program(path: str, **kw):
     """``diffaust.compile`` on a file, with a clear error when the file is missing."""

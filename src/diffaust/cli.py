@@ -3,7 +3,7 @@
     diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm|cpp|json] [--nondiff NAME]...
     diffaust render  FILE.dsp [-n N] [--sr 44100] [--input KIND|FILE] [--param NAME=VALUE]...
                               [-double] [-diff] [--nondiff NAME]... [-o OUT.npy|OUT.wav]
-    diffaust train   --input FILE --gt FILE --diff FILE [-lf l1|l2] [-lr RATE]
+    diffaust train   --input FILE --gt FILE.dsp|FILE.wav|FILE.npy --diff FILE [-lf l1|l2] [-lr RATE]
                      [--iterations N] [--csv loss.csv] [--plot loss.png] | --example NAME
                      [--mode sample|block] [--optimizer adam|rmsprop|momentum|sgd]
                      [--loss SPEC] [--samples N] [--save FIT.json]       (block mode)
@@ -18,6 +18,9 @@ row, the peak error max|ad-fd|/max|fd| and a summary line with the worst paramet
 sample and error; ``--tolerance T`` exits with status 1 when that peak error exceeds T
 (``--tol T`` on the absolute |ad-fd|).  Relative steps by default: 1e-4*max(1,|p|) for
 ``--central -double``, 1e-3*max(1,|p|) otherwise.
+
+A WAV input or target (train, render, verify) sets the sample rate: ``--sr`` with another
+rate, or two WAVs at different rates, is an error (no resampling); without either, 44100.
 
 ``--nondiff NAME`` (compile, render, train, verify; repeatable) declares the ffunction
 NAME constant for differentiation (tangent 0); without it an ffunction with no known
@@ -108,7 +111,8 @@ def _param(text: str) -> tuple:
 
 def _add_common(p, *, inputs=True):
     p.add_argument("-double", "--double", action="store_true", help="compute in double precision (float64)")
-    p.add_argument("--sr", type=_sample_rate, default=44100, metavar="RATE", help="sample rate (default 44100)")
+    p.add_argument("--sr", type=_sample_rate, default=None, metavar="RATE",
+                   help="sample rate (default: a WAV input's or target's rate, else 44100)")
     p.add_argument("-I", dest="import_dirs", action="append", default=[], metavar="DIR",
                    help="add a folder to the library search path (repeatable)")
     p.add_argument("--nondiff", action="append", default=[], metavar="NAME",
@@ -175,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="FILE",
                    help="input: a .dsp program (default: the bundled noise.dsp), .npy, .wav, or "
                         "impulse|noise|zeros|ones")
-    p.add_argument("--gt", metavar="FILE.dsp", help="ground-truth program (hidden parameters)")
+    p.add_argument("--gt", metavar="FILE", help="ground truth: a program (.dsp, hidden parameters) or a target "
+                                                "signal (.wav or .npy, shape (channels, samples)); a file "
+                                                "target sets the number of samples")
     p.add_argument("--diff", metavar="FILE.dsp", help="learnable program, parameters marked [diff:1]")
     p.add_argument("-lf", "--lossfunction", choices=("l1", "l2"), default=None,
                    help="loss function (default l2)")
@@ -331,6 +337,44 @@ def _input_length(spec: str) -> Optional[int]:
     return None
 
 
+DEFAULT_SR = 44100
+
+
+def _is_file_signal(spec) -> bool:
+    return bool(spec) and str(spec).lower().endswith((".wav", ".npy"))
+
+
+def _read_signal_file(path: str, what: str):
+    from .audio import read_signal
+
+    return read_signal(path, what)
+
+
+def _resolve_sr(args, *files) -> None:
+    """Set ``args.sr``: a WAV file's rate among ``files`` ((what, path) pairs), checked against
+    ``--sr`` and the other WAVs (no resampling), else --sr, else 44100."""
+    from .audio import read_wav
+
+    given = getattr(args, "sr_given", args.sr)
+    rates = []
+    for what, path in files:
+        if path and str(path).lower().endswith(".wav"):
+            rates.append((what, path, read_wav(path)[1]))
+    for what, path, sr in rates[1:]:
+        w0, p0, sr0 = rates[0]
+        if sr != sr0:
+            raise UsageError(f"{w0} {p0} is at {sr0} Hz but {what} {path} at {sr} Hz: "
+                             "resample one of them (diffaust does not resample)")
+    if rates:
+        what, path, sr = rates[0]
+        if given is not None and given != sr:
+            raise UsageError(f"--sr {given} but {what} {path} is at {sr} Hz: drop --sr or resample the file "
+                             "(diffaust does not resample)")
+        args.sr = sr
+    else:
+        args.sr = given if given is not None else DEFAULT_SR
+
+
 def _fmt_value(v: float) -> str:
     return f"{v:.10g}"
 
@@ -370,7 +414,10 @@ def cmd_render(args) -> int:
     from .audio import input_signal, write_npy, write_wav
 
     _warn_nondiff_unused(args)
+    _resolve_sr(args, ("input", args.input))
     dsp = _compile(args.file, args, diff=args.diff)
+    if dsp.inputs and _is_file_signal(args.input):
+        _read_signal_file(args.input, "input")  # NaN/Inf: an error naming the file
     if args.diff and not dsp.diff_params:
         raise UsageError(f"{args.file}: -diff, but no parameter is marked [diff:1]: no derivative channel")
     params = _check_params(dsp, args.param)
@@ -427,11 +474,56 @@ def _resolve_files(args, need_gt: bool, default_input: Optional[str] = None):
     return inp or default_input or _default_input(), gt, diff, ex
 
 
-def _signal_for(spec, channels, n, args):
+def _signal_for(spec, channels, n, args, strict=False):
+    """The input signal; ``strict``: a .wav/.npy file shorter than ``n`` is an error (no zero padding)."""
     from .audio import input_signal
 
+    if _is_file_signal(spec):
+        data, _sr = _read_signal_file(spec, "input")
+        if strict and data.shape[1] < n:
+            raise UsageError(f"input {spec} holds {data.shape[1]} samples, but {n} are asked for")
     x = input_signal(spec, channels, n, sample_rate=args.sr, double=args.double, import_dirs=args.import_dirs)
     return x if args.double else x.astype(np.float32)
+
+
+def _train_signals(args, inp, gt_path, diff_path, n, flag, n_given):
+    """Compile the learnable program and build (learn, init, x, target, n, channels) for train.
+
+    ``gt_path`` is a .dsp (rendered with the input for ``n`` samples) or a .wav/.npy target,
+    whose length sets ``n`` (``n_given``: ``flag`` asked for n samples: at most the file's)."""
+    file_target = _is_file_signal(gt_path)
+    _resolve_sr(args, ("input", inp), ("target", gt_path if file_target else None))
+    t = None
+    if file_target:
+        t, _sr = _read_signal_file(gt_path, "target")
+        if n_given:
+            if n > t.shape[1]:
+                raise UsageError(f"{flag} {n} asks for more samples than the target {gt_path} holds "
+                                 f"({t.shape[1]})")
+        else:
+            n = t.shape[1]
+        t = t[:, :n]
+    learn = _compile(diff_path, args, diff=True)
+    if not learn.diff_params:
+        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
+    init = _check_params(learn, args.param, f" in {diff_path}")
+    if file_target:
+        if t.shape[0] != learn.primal_outputs:
+            raise UsageError(f"the target {gt_path} has {t.shape[0]} channel(s), "
+                             f"the learnable program {diff_path} has {learn.primal_outputs} output(s)")
+        channels = learn.inputs
+        x = _signal_for(inp, channels, n, args, strict=True) if channels else None
+        return learn, init, x, t, n, channels
+    gt = _compile(gt_path, args)
+    if gt.outputs != learn.primal_outputs:
+        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
+                         f"the learnable program {diff_path} has {learn.primal_outputs}")
+    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
+        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
+    channels = gt.inputs or learn.inputs
+    x = _signal_for(inp, channels, n, args, strict=True) if channels else None
+    target = np.asarray(gt.render(x if gt.inputs else None, n=n), dtype=np.float64)
+    return learn, init, x, target, n, channels
 
 
 def cmd_train(args) -> int:
@@ -453,24 +545,15 @@ def cmd_train(args) -> int:
     iterations = args.iterations if args.iterations is not None else (ex.iterations if ex else DEFAULT_ITERATIONS)
     sensitivity = args.sensitivity if args.sensitivity is not None else DEFAULT_SENSITIVITY
 
-    gt = _compile(gt_path, args)
-    learn = _compile(diff_path, args, diff=True)
-    if not learn.diff_params:
-        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
-    init = _check_params(learn, args.param, f" in {diff_path}")
-    if gt.outputs != learn.primal_outputs:
-        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
-                         f"the learnable program {diff_path} has {learn.primal_outputs}")
-    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
-        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
-    channels = gt.inputs or learn.inputs
-    x = _signal_for(inp, channels, iterations, args) if channels else np.zeros((0, iterations))
-    target = np.asarray(gt.render(x if gt.inputs else None, n=iterations), dtype=np.float64)
+    learn, init, x, target, iterations, channels = _train_signals(
+        args, inp, gt_path, diff_path, iterations, "--iterations", args.iterations is not None)
 
     out = sys.stdout.write
     if ex:
         print(f"Example: {ex.name} ({ex.description})")
-    print(f"Input: {inp}\nGround truth: {gt_path}\nLearnable: {diff_path}")
+    print(f"Input: {inp if channels else 'none (no program input)'}\nGround truth: {gt_path}\n"
+          f"Learnable: {diff_path}")
+    print(f"Samples: {iterations} at {args.sr} Hz")
     print(f"Loss function: {loss}")
     print(f"Learning rate: {lr:g}")
     print(f"Sensitivity: {sensitivity:g}\n")
@@ -532,24 +615,15 @@ def _train_block(args) -> int:
     tolerance = 0.0 if args.no_stop or args.sensitivity is None else args.sensitivity
     patience = None if args.no_stop else args.patience
 
-    gt = _compile(gt_path, args)
-    learn = _compile(diff_path, args, diff=True)
-    if not learn.diff_params:
-        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
-    init = _check_params(learn, args.param, f" in {diff_path}")
-    if gt.outputs != learn.primal_outputs:
-        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
-                         f"the learnable program {diff_path} has {learn.primal_outputs}")
-    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
-        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
-    channels = gt.inputs or learn.inputs
-    x = _signal_for(inp, channels, n, args) if channels else None
-    target = np.asarray(gt.render(x if gt.inputs else None, n=n), dtype=np.float64)
+    learn, init, x, target, n, channels = _train_signals(
+        args, inp, gt_path, diff_path, n, "--samples", args.samples is not None)
 
     if ex:
         print(f"Example: {ex.name} ({ex.description})")
-    print(f"Input: {inp}\nGround truth: {gt_path}\nLearnable: {diff_path}")
+    print(f"Input: {inp if channels else 'none (no program input)'}\nGround truth: {gt_path}\n"
+          f"Learnable: {diff_path}")
     print(f"Mode: block ({n} samples per iteration)")
+    print(f"Sample rate: {args.sr} Hz")
     print(f"Loss function: {loss}")
     print(f"Optimizer: {optimizer}")
     print(f"Learning rate: {lr:g} (normalized slider coordinates)\n")
@@ -590,6 +664,7 @@ def cmd_verify(args) -> int:
     from .verify import print_table, step_text, verify
 
     inp, _gt, diff_path, _ex = _resolve_files(args, need_gt=False, default_input="noise")
+    _resolve_sr(args, ("input", inp))
     dsp = _compile(diff_path, args, diff=True)
     if not dsp.diff_params:
         raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to verify")
@@ -688,6 +763,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     except SystemExit as e:  # --help, --version
         return e.code if isinstance(e.code, int) else 0
+    if hasattr(args, "sr"):  # None: not given; a command may take a WAV file's rate (_resolve_sr)
+        args.sr_given = args.sr
+        args.sr = DEFAULT_SR if args.sr is None else args.sr
     import warnings
 
     from .errors import DiffaustWarning

@@ -348,6 +348,39 @@ def _render_target(target, x, n, copts: dict) -> np.ndarray:
     return as_block(y, "target (rendered by the target program)")
 
 
+def _read_files(input, target, copts: dict):
+    """Read a .wav/.npy ``input`` and ``target`` (checked finite); a WAV's rate becomes
+    ``copts["sample_rate"]`` (an error when ``sample_rate`` was given otherwise or two WAVs
+    differ).  Returns (input, target, wav_rate or None, input was a file)."""
+    from ..audio import is_signal_file, read_signal
+
+    rates = []
+    input_file = is_signal_file(input)
+    if input_file:
+        path = os.fspath(input)
+        input, sr = read_signal(path, "input")
+        if sr is not None:
+            rates.append(("input", path, sr))
+    if is_signal_file(target):
+        path = os.fspath(target)
+        target, sr = read_signal(path, "target")
+        if sr is not None:
+            rates.append(("target", path, sr))
+    if not rates:
+        return input, target, None, input_file
+    what, path, sr = rates[0]
+    for w2, p2, sr2 in rates[1:]:
+        if sr2 != sr:
+            raise UsageError(f"fit: {what} {path} is at {sr} Hz but {w2} {p2} at {sr2} Hz "
+                             "(diffaust does not resample)")
+    given = copts.get("sample_rate")
+    if given is not None and int(given) != sr:
+        raise UsageError(f"fit: sample_rate={given} but {what} {path} is at {sr} Hz "
+                         "(diffaust does not resample)")
+    copts["sample_rate"] = sr
+    return input, target, sr, input_file
+
+
 def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = None,
         optimizer: Optional[str] = None, lr: Optional[float] = None, iterations: Optional[int] = None,
         params: Optional[dict] = None, callback: Optional[Callable] = None, **options):
@@ -358,8 +391,11 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
                least one ``[diff:1]`` parameter)
     target     the target: an array of shape (channels, samples) (1-D: one channel), in
                the program's sample units (full scale ±1), one channel per program output;
-               or a ground-truth ``Dsp``, path or source rendered with the same input
-    input      the input signal, shape (inputs, samples); None for a program without input
+               or a ground-truth ``Dsp``, path or source rendered with the same input;
+               or a .wav/.npy file (its length sets the samples; NaN/Inf is an error)
+    input      the input signal, shape (inputs, samples), or a .wav/.npy file (cut to the
+               target's length); None for a program without input.  A WAV file's sample
+               rate is the compile rate (an error when ``sample_rate`` or another WAV differs)
     mode       ``"block"`` (default): :func:`fit_block`, whole-block loss, any optimizer;
                ``"sample"``: the per-sample trainer :func:`diffaust.train.fit.fit`
                (plain SGD, a step per sample; returns its ``History``)
@@ -384,8 +420,18 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
     n = options.pop("n", None)
     if mode not in ("block", "sample"):
         raise UsageError(f"fit: unknown mode '{mode}' (expected 'block' or 'sample')")
+    input, target, wav_rate, input_file = _read_files(input, target, copts)
     dsp = _compile_diff(diff, copts)
+    if wav_rate is not None and dsp.sample_rate != wav_rate:
+        raise UsageError(f"fit: the program was compiled at {dsp.sample_rate} Hz but the WAV file is at "
+                         f"{wav_rate} Hz (diffaust does not resample)")
     t = _render_target(target, input, n, copts)
+    if n is not None and int(n) > t.shape[1]:
+        raise UsageError(f"fit: n={n} asks for more samples than the target holds ({t.shape[1]})")
+    if input_file and input is not None:
+        xin = as_block(input, "input")
+        if xin.shape[1] > t.shape[1]:  # a longer input file: its first samples
+            input = xin[:, :t.shape[1]]
     if t.shape[0] != dsp.primal_outputs:
         raise UsageError(f"fit: the target has {t.shape[0]} channel(s), the program to fit has "
                          f"{dsp.primal_outputs} output(s)")
