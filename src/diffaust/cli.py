@@ -375,6 +375,15 @@ def _resolve_sr(args, *files) -> None:
         args.sr = given if given is not None else DEFAULT_SR
 
 
+def _print_values(values: dict, ex) -> None:
+    """The learned values, one a line, with the hidden value and the error for an example."""
+    for label, value in values.items():
+        line = f"  {label} = {_fmt_value(value)}"
+        if ex and label in ex.hidden:
+            line += f"   (hidden: {ex.hidden[label]:g}, error: {abs(value - ex.hidden[label]):.1e})"
+        print(line)
+
+
 def _fmt_value(v: float) -> str:
     return f"{v:.10g}"
 
@@ -578,11 +587,7 @@ def cmd_train(args) -> int:
     else:
         print(f"{hist.stop_reason[0].upper()}{hist.stop_reason[1:]}.")
     print(f"Iterations: {hist.iterations}, final loss: {hist.final_loss:.3e}")
-    for label, value in hist.final_values.items():
-        line = f"  {label} = {_fmt_value(value)}"
-        if ex and label in ex.hidden:
-            line += f"   (hidden: {ex.hidden[label]:g}, error: {abs(value - ex.hidden[label]):.1e})"
-        print(line)
+    _print_values(hist.final_values, ex)
     if args.csv:
         hist.write_csv(args.csv)
         print(f"History written to {args.csv}")
@@ -649,11 +654,7 @@ def _train_block(args) -> int:
         print()
     print(f"Stopped: {res.stop_reason}.")
     print(f"Iterations: {res.iterations}, best loss: {res.loss:.3e}, time: {res.seconds:.2f} s")
-    for label, value in res.params.items():
-        line = f"  {label} = {_fmt_value(value)}"
-        if ex and label in ex.hidden:
-            line += f"   (hidden: {ex.hidden[label]:g}, error: {abs(value - ex.hidden[label]):.1e})"
-        print(line)
+    _print_values(res.params, ex)
     if args.save:
         res.save(args.save)
         print(f"Result written to {args.save}")

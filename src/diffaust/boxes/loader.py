@@ -96,6 +96,13 @@ class FileDeps:
     def to_json(self) -> dict:
         return {"found": sorted(self.found.items()), "absent": sorted(self.absent)}
 
+    @classmethod
+    def from_json(cls, data: dict) -> "FileDeps":
+        deps = cls()
+        deps.found = {p: d for p, d in data["found"]}
+        deps.absent = set(data["absent"])
+        return deps
+
 
 def file_digest(path: str) -> Optional[str]:
     """sha256 of a regular file's content; None when it is missing or unreadable."""

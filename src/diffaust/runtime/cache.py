@@ -302,10 +302,9 @@ def _valid_deps(deps) -> bool:
 
 
 def _deps_unchanged(deps: dict) -> bool:
-    from ..boxes.loader import file_digest
+    from ..boxes.loader import FileDeps
 
-    return all(file_digest(p) == d for p, d in deps["found"]) and \
-        not any(os.path.isfile(p) for p in deps["absent"])
+    return FileDeps.from_json(deps).unchanged()
 
 
 def library_ok(path: str, digest: str) -> bool:

@@ -323,6 +323,16 @@ def _compile_diff(diff, copts: dict):
     return dsp
 
 
+def _input_for(x, inputs: int, who: str) -> np.ndarray:
+    """The input of a program with `inputs` channels as a (inputs, samples) array, or UsageError."""
+    if x is None:
+        raise UsageError(f"fit: {who} has {inputs} input(s): give an input")
+    x = as_block(x, "input")
+    if x.shape[0] != inputs:
+        raise UsageError(f"fit: the input has {x.shape[0]} channel(s), {who} has {inputs} input(s)")
+    return x
+
+
 def _render_target(target, x, n, copts: dict) -> np.ndarray:
     """The target as a (channels, samples) array: given, or rendered by a Dsp/path with input x."""
     from ..runtime.dsp import Dsp, compile as _compile
@@ -332,12 +342,7 @@ def _render_target(target, x, n, copts: dict) -> np.ndarray:
     if not isinstance(target, Dsp):
         return as_block(target, "target")
     if target.inputs:
-        if x is None:
-            raise UsageError(f"fit: the target program has {target.inputs} input(s): give an input")
-        xx = as_block(x, "input")
-        if xx.shape[0] != target.inputs:
-            raise UsageError(f"fit: the input has {xx.shape[0]} channel(s), the target program "
-                             f"has {target.inputs} input(s)")
+        xx = _input_for(x, target.inputs, "the target program")
     else:
         xx = None
         if n is None:
@@ -437,12 +442,7 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
                          f"{dsp.primal_outputs} output(s)")
     x = None
     if dsp.inputs:
-        if input is None:
-            raise UsageError(f"fit: the program has {dsp.inputs} input(s): give an input")
-        x = as_block(input, "input")
-        if x.shape[0] != dsp.inputs:
-            raise UsageError(f"fit: the input has {x.shape[0]} channel(s), the program has "
-                             f"{dsp.inputs} input(s)")
+        x = _input_for(input, dsp.inputs, "the program")
         if x.shape[1] != t.shape[1]:
             raise UsageError(f"fit: the input has {x.shape[1]} samples and the target {t.shape[1]}: "
                              "lengths differ")
