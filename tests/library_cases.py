@@ -16,7 +16,10 @@ A row's status:
   derivative is 0 wherever it exists, the finite difference is 0 or a jump; the row checks
   that diffaust's derivative is 0 on the smooth samples;
 * ``convention``: a row expected to disagree with the finite differences by a documented
-  convention (none today; kept so that such a row stays visible in the table).
+  convention: Faust's output is piecewise constant in the parameter (finite difference 0
+  where compared) and diffaust's derivative is not 0 by design (the table oscillators'
+  frequency: a table read at a truncated real index gets the table's slope, docs/DERIVATIVES.md;
+  tests/test_table_slope.py checks it against a 0.1 Hz central difference of Faust's output).
 
 Run as a script it renders the table to docs/LIBRARY-DERIVATIVES.md::
 
@@ -103,8 +106,10 @@ _SWITCH = dict(rel_step=1e-7, steps={"att": 1e-9, "rel": 1e-7}, mask="kinks",
                     "recursion: the output has corners in p; samples within a step of one not compared (kinks)")
 _ADAA_NOTE = ("antiderivative antialiasing: (F(x) - F(x'))/(x - x') loses ~1e-11 to cancellation when "
               "x ~ x', which the difference divides by 2h: ~1e-6 of the peak at this step")
-_TABLE = ("nondiff", "the table index is truncated (int): Faust's output is piecewise constant "
-          "in freq; diffaust's derivative is 0 (rdtable)")
+_TABLE = ("convention", "the table index is truncated (int): Faust's output is piecewise constant "
+          "in freq (finite difference 0 where compared); diffaust's derivative is the table's slope "
+          "times d(index)/dfreq by convention (docs/DERIVATIVES.md), checked against a 0.1 Hz "
+          "difference in tests/test_table_slope.py")
 
 CASES = [
     # ------------------------------------------------------------------ filters (fi.)
@@ -458,7 +463,8 @@ def render_markdown(rows: list[dict], command: str, wall: float, n: int, jobs: i
         "  impulse every 11,025 samples; oscillators have no input.",
         f"- **status**: `pass` = error ≤ {TOL:g} and enough samples compared; `nondiff` = Faust's",
         "  output is piecewise constant in p (derivative 0 a.e.), diffaust's is 0 where compared;",
-        "  `FAIL` = unexpected.",
+        "  `convention` = Faust's output is piecewise constant in p, diffaust's derivative is not 0",
+        "  by a documented convention (table reads at a truncated index); `FAIL` = unexpected.",
         "",
         f"Made by `{command}` on {datetime.date.today().isoformat()} ({wall:.0f} s wall, {jobs} processes).",
         "",
@@ -487,12 +493,18 @@ NOTES = """
   compiling with `-diff` warns that the delay amount's derivative is lost.  The fractional
   delays (`de.fdelay*`, `fi.fb_fcomb`, `fi.ff_fcomb`, `fi.allpass_fcomb`, `pf.flanger_mono`)
   are the differentiable way to move a delay.
-- **`nondiff`** (`os.osc`, `os.osccos`, `os.lf_squarewave` in freq): Faust's output is a
-  table read at a truncated index (`int(phasor)`) or a comparison, piecewise constant in
-  the frequency: both derivatives are 0 wherever they exist (the finite difference jumps
-  on most samples of `os.osc` at this step, hence few compared).  `os.oscrs`, `os.oscs`,
-  `os.quadosc`, `os.oscws`, `os.oscb` and `os.osci` (interpolated table) have frequency
-  derivatives.
+- **`nondiff`** (`os.lf_squarewave` in freq): Faust's output is a comparison of the phase,
+  piecewise constant in the frequency: both derivatives are 0 wherever they exist.
+- **`convention`** (`os.osc`, `os.osccos` in freq): Faust's output is a 65,536-point table
+  read at a truncated index (`int(phasor)`), piecewise constant in the frequency: the finite
+  difference at this step is 0 where compared (it jumps on most samples, hence few compared).
+  diffaust gives such a read the table's slope, (tab[i+1] − tab[i]) · d(index)/dfreq, by
+  convention (docs/DERIVATIVES.md, docs/SEMANTICS.md), so that the frequency can be learnt:
+  against a central difference of Faust's output with a step of 0.1 Hz (over which the
+  staircase averages out) it agrees within 0.35% of the peak over 2,048 samples
+  (tests/test_table_slope.py).  `os.oscrs`, `os.oscs`, `os.quadosc`, `os.oscws`, `os.oscb`
+  and `os.osci` (interpolated table: its exact derivative, no convention) have exact
+  frequency derivatives.
 
 ## Finite-difference artifacts met on the way (not diffaust bugs)
 

@@ -139,7 +139,7 @@ def test_read_float64_wav(tmp_path):
 def test_bad_wav(tmp_path):
     p = tmp_path / "bad.wav"
     p.write_bytes(b"hello world, not a wav file")
-    with pytest.raises(UsageError, match="not a WAV file"):
+    with pytest.raises(UsageError, match="cannot read this sound file"):
         read_wav(str(p))
     with pytest.raises(UsageError, match="no such file"):
         read_wav(str(tmp_path / "missing.wav"))

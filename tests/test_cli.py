@@ -418,7 +418,7 @@ def test_errors_are_one_line(capsys, tmp_path):
         (("render", gain, "--input", "pink"), "unknown input"),
         (("render", gain, "-o", tmp_path / "out.txt"), "unknown output type"),
         (("train", "--example", "gain", "-lr", "fast"), "invalid number"),
-        (("train", "--example", "gain", "-lf", "l3"), "invalid choice"),
+        (("train", "--example", "gain", "-lf", "l3"), "l1 or l2"),
         (("train", "--example", "nope"), "unknown example"),
         (("train", "--diff", gain), "missing --gt"),
         (("train", "--example", "gain", "--param", "nope=1"), "unknown parameter"),

@@ -34,8 +34,9 @@ def _check(case, n):
             assert r["peak"] == 0.0 and r["ad_peak"] == 0.0, where
             assert r["compared"] >= case.min_fraction * n, where
         else:
-            # a real-valued x@d: Faust's derivative is 0 a.e., diffaust's the one-sample
-            # difference; if this starts agreeing, the convention (or Faust) changed: update
+            # a table read at a truncated real index (os.osc's freq): Faust's derivative is 0
+            # a.e., diffaust's the table's slope by convention (tests/test_table_slope.py checks
+            # it against a coarse difference); if this starts agreeing, the convention changed
             assert r["expect"] == "convention", r
             assert r["peak"] == 0.0 and r["ad_peak"] > 0.0, where
             assert r["status"] == "convention", where

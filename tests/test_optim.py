@@ -171,7 +171,7 @@ def test_schedules():
     ex = make_schedule("exponential", gamma=0.5)
     assert [lr_at(ex, 1.0, i, 10) for i in range(4)] == [1.0, 0.5, 0.25, 0.125]
     assert lr_at("exponential", 1.0, 1000, 10) == pytest.approx(0.999 ** 1000)
-    assert set(SCHEDULES) == {"constant", "cosine", "exponential"}
+    assert set(SCHEDULES) == {"constant", "cosine", "exponential", "plateau", "adaptive"}
 
 
 @pytest.mark.parametrize("call,match", [
@@ -264,3 +264,47 @@ if given is not None:
         u = to_unit(v, lo, hi, True)                     # lo may be <= 0: linear fallback
         assert 0.0 <= u <= 1.0
         assert from_unit(u, lo, hi, True) == pytest.approx(project(v, lo, hi), abs=1e-9 * (1 + abs(hi)))
+
+
+# ----------------------------------------------------------------- plateau
+def test_plateau_halves_after_patience_without_a_new_best():
+    from diffaust.train.optim import plateau_init, plateau_update
+
+    sched = make_schedule("plateau", patience=3, factor=0.5, min_ratio=0.1, warmup=1.0)
+    s = plateau_init(1.0, sched)
+    for loss in (5.0, 4.0, 3.0):  # new bests: no cut
+        s = plateau_update(s, loss, sched)
+    assert s.lr == 1.0 and s.best == 3.0
+    for _ in range(3):  # 3 iterations without a new best: still the rate
+        s = plateau_update(s, 3.5, sched)
+    assert s.lr == 1.0
+    s = plateau_update(s, 3.5, sched)  # the 4th: halved, the count restarts
+    assert s.lr == 0.5 and s.bad == 0
+    for _ in range(40):  # never below base_lr·min_ratio
+        s = plateau_update(s, 9.0, sched)
+    assert s.lr == pytest.approx(0.1)
+    with pytest.raises(UsageError, match="plateau"):
+        lr_at("plateau", 0.1, 0, 10)
+    # warm-up: 1 % of the rate, ×growth after each loss below the previous one, up to 1
+    sched = make_schedule("plateau", warmup=0.01, growth=10.0)
+    s = plateau_init(0.5, sched)
+    assert s.lr == pytest.approx(0.005)
+    s = plateau_update(s, 1.0, sched)
+    assert s.lr == pytest.approx(0.05)
+    s = plateau_update(s, 2.0, sched)  # higher: no growth
+    assert s.lr == pytest.approx(0.05)
+    s = plateau_update(s, 0.5, sched)
+    s = plateau_update(s, 0.4, sched)
+    assert s.lr == pytest.approx(0.5)
+    with pytest.raises(UsageError, match="factor"):
+        make_schedule("plateau", factor=1.0)
+
+
+def test_unit_box_is_the_scalar_functions_vectorized():
+    from diffaust.train.optim import UnitBox
+
+    bounds = [(50.0, 10000.0, True), (-1.0, 3.0, False), (0.0, 5.0, True), (2.0, 2.0, False)]
+    box = UnitBox(bounds)
+    for u in (np.zeros(4), np.full(4, 0.37), np.ones(4), np.array([-0.5, 1.5, 0.2, 0.9])):
+        assert box.values(u) == pytest.approx([from_unit(ui, *b) for ui, b in zip(u, bounds)], rel=1e-14)
+        assert box.dvalue_du(u) == pytest.approx([dvalue_du(ui, *b) for ui, b in zip(u, bounds)], rel=1e-14)

@@ -1,4 +1,4 @@
-"""Audio signals in and out: WAV files, .npy arrays and the built-in test inputs.
+"""Audio signals in and out: sound files (soundfile/libsndfile), .npy arrays and the built-in test inputs.
 
 Arrays are NumPy ``(channels, samples)``.  Everything here raises
 :class:`diffaust.errors.UsageError` for a problem the user can fix (missing
@@ -19,8 +19,6 @@ Built-in inputs (``make_input``):
 from __future__ import annotations
 
 import os
-import struct
-import wave
 from typing import Optional
 
 import numpy as np
@@ -29,9 +27,6 @@ from .errors import UsageError
 
 BUILTIN_INPUTS = ("impulse", "noise", "zeros", "ones")
 
-_WAVE_FORMAT_PCM = 1
-_WAVE_FORMAT_IEEE_FLOAT = 3
-_WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 
 
 # ----------------------------------------------------------------- test inputs
@@ -112,88 +107,63 @@ def read_npy(path: str) -> np.ndarray:
 
 
 def write_npy(path: str, data: np.ndarray) -> None:
+    """Write ``data`` as a .npy file, atomically (temporary file, then rename)."""
+    from .outfile import atomic_output
+
+    with atomic_output(path, "wb") as f:
+        np.save(f, data, allow_pickle=False)
+
+
+# ----------------------------------------------------------------------- audio files
+#: File name endings read as sound files (by libsndfile, through soundfile).
+SOUND_FILE_SUFFIXES = (".wav", ".flac", ".aiff", ".aif", ".ogg")
+
+
+def _soundfile():
     try:
-        np.save(path, data)
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+        import soundfile
+    except (ImportError, OSError) as e:  # OSError: the libsndfile library itself is missing
+        raise UsageError(f"reading and writing sound files needs the soundfile package and libsndfile "
+                         f"(pip install soundfile): {e}") from None
+    return soundfile
 
 
-# ----------------------------------------------------------------------- .wav
 def read_wav(path: str) -> tuple[np.ndarray, int]:
-    """Read a WAV file: PCM 8/16/24/32-bit or IEEE float 32/64-bit.
+    """Read a sound file (WAV of any PCM/float encoding libsndfile reads, also FLAC, AIFF, OGG).
 
     Returns ``(data, sample_rate)`` with data float64 of shape (channels, frames),
-    PCM scaled to [-1, 1).
+    integer PCM scaled to [-1, 1) (libsndfile's scaling: 16-bit sample k -> k/32768).
     """
     _check_file(path)
+    sf = _soundfile()
     try:
-        with wave.open(path, "rb") as w:
-            ch, width, sr, frames = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
-            raw = w.readframes(frames)
-        return _pcm_to_float(raw, ch, width, path), sr
-    except wave.Error:
-        pass  # not plain PCM (float or extensible): parse the chunks ourselves
-    except EOFError:
-        raise UsageError(f"{path}: truncated WAV file") from None
-    return _read_wav_chunks(path)
-
-
-def _pcm_to_float(raw: bytes, ch: int, width: int, path: str) -> np.ndarray:
-    if width == 1:
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float64) - 128.0) / 128.0
-    elif width == 2:
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float64) / 32768.0
-    elif width == 3:
-        b = np.frombuffer(raw, dtype=np.uint8)
-        b = b[: len(b) - len(b) % 3].reshape(-1, 3).astype(np.int32)
-        v = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
-        v = np.where(v >= 1 << 23, v - (1 << 24), v)
-        x = v.astype(np.float64) / float(1 << 23)
-    elif width == 4:
-        x = np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0
-    else:
-        raise UsageError(f"{path}: unsupported PCM sample width {8 * width} bits")
-    n = len(x) // ch if ch else 0
-    return x[: n * ch].reshape(n, ch).T.copy()
-
-
-def _read_wav_chunks(path: str) -> tuple[np.ndarray, int]:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data, sr = sf.read(path, dtype="float64", always_2d=True)
+    except sf.LibsndfileError as e:
+        raise UsageError(f"{path}: cannot read this sound file ({e.error_string})") from None
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UsageError(f"{path}: cannot read this sound file ({e})") from None
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-    if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
-        raise UsageError(f"{path}: not a WAV file (no RIFF/WAVE header)")
-    pos, fmt, payload = 12, None, None
-    while pos + 8 <= len(data):
-        cid, size = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
-        body = data[pos + 8:pos + 8 + size]
-        if cid == b"fmt ":
-            fmt = body
-        elif cid == b"data":
-            payload = body
-        pos += 8 + size + (size & 1)
-    if fmt is None or payload is None or len(fmt) < 16:
-        raise UsageError(f"{path}: WAV file without fmt or data chunk")
-    tag, ch, sr, _, _, bits = struct.unpack("<HHIIHH", fmt[:16])
-    if tag == _WAVE_FORMAT_EXTENSIBLE and len(fmt) >= 26:
-        tag = struct.unpack("<H", fmt[24:26])[0]  # first two bytes of the sub-format GUID
-    if ch == 0:
-        raise UsageError(f"{path}: WAV file with 0 channels")
-    if tag == _WAVE_FORMAT_IEEE_FLOAT and bits in (32, 64):
-        x = np.frombuffer(payload[: len(payload) - len(payload) % (bits // 8)],
-                          dtype="<f4" if bits == 32 else "<f8").astype(np.float64)
-        n = len(x) // ch
-        return x[: n * ch].reshape(n, ch).T.copy(), sr
-    if tag == _WAVE_FORMAT_PCM:
-        return _pcm_to_float(payload, ch, bits // 8, path), sr
-    raise UsageError(f"{path}: unsupported WAV encoding (format tag {tag}, {bits} bits); "
-                     "use PCM 8/16/24/32-bit or float 32/64-bit")
+    if data.shape[1] == 0:
+        raise UsageError(f"{path}: sound file with 0 channels")
+    return np.ascontiguousarray(data.T), int(sr)
+
+
+def sound_file_rate(path: str) -> int:
+    """The sample rate of a sound file, from its header only."""
+    _check_file(path)
+    sf = _soundfile()
+    try:
+        return int(sf.info(path).samplerate)
+    except sf.LibsndfileError as e:
+        raise UsageError(f"{path}: cannot read this sound file ({e.error_string})") from None
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise UsageError(f"{path}: cannot read this sound file ({e})") from None
 
 
 def write_wav(path: str, data: np.ndarray, sample_rate: int, fmt: str = "float32") -> None:
-    """Write (channels, frames) to a WAV file, as 32-bit float (default) or 16-bit PCM.
+    """Write (channels, frames) to a WAV file, as 32-bit float (default) or 16-bit PCM,
+    atomically (temporary file, then rename).
 
     16-bit PCM clips to [-1, 1]; float keeps the values as they are.
     """
@@ -201,32 +171,21 @@ def write_wav(path: str, data: np.ndarray, sample_rate: int, fmt: str = "float32
     ch, n = data.shape
     if ch == 0:
         raise UsageError(f"cannot write {path}: the program has no output channels")
+    subtype = {"float32": "FLOAT", "pcm16": "PCM_16"}.get(fmt)
+    if subtype is None:
+        raise UsageError(f"unknown WAV format '{fmt}' (expected float32 or pcm16)")
     _check_wav_limits(path, ch, n, sample_rate, 2 if fmt == "pcm16" else 4)
-    inter = data.T.reshape(-1)
-    try:
-        if fmt == "pcm16":
-            pcm = np.clip(np.round(inter * 32767.0), -32768, 32767).astype("<i2")
-            with wave.open(path, "wb") as w:
-                w.setnchannels(ch)
-                w.setsampwidth(2)
-                w.setframerate(int(sample_rate))
-                w.writeframes(pcm.tobytes())
-        elif fmt == "float32":
-            payload = inter.astype("<f4").tobytes()
-            fmt_chunk = struct.pack("<HHIIHH", _WAVE_FORMAT_IEEE_FLOAT, ch, int(sample_rate),
-                                    int(sample_rate) * ch * 4, ch * 4, 32)
-            fact = struct.pack("<I", n)
-            body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk
-                    + b"fact" + struct.pack("<I", 4) + fact
-                    + b"data" + struct.pack("<I", len(payload)) + payload)
-            if len(payload) & 1:
-                body += b"\0"
-            with open(path, "wb") as f:
-                f.write(b"RIFF" + struct.pack("<I", len(body)) + body)
-        else:
-            raise UsageError(f"unknown WAV format '{fmt}' (expected float32 or pcm16)")
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    sf = _soundfile()
+    frames = data.T
+    if fmt == "pcm16":  # round to the nearest code, clip to [-1, 1]: k = round(32767·x)
+        frames = np.clip(np.round(frames * 32767.0), -32768, 32767).astype(np.int16)
+    from .outfile import atomic_output
+
+    with atomic_output(path, "wb") as f:
+        try:
+            sf.write(f, frames, int(sample_rate), subtype=subtype, format="WAV")
+        except (sf.LibsndfileError, RuntimeError, ValueError) as e:
+            raise UsageError(f"cannot write {path}: {e}") from None
 
 
 def _check_wav_limits(path: str, ch: int, n: int, sample_rate, width: int) -> None:
@@ -269,8 +228,9 @@ def fit_channels(x: np.ndarray, channels: int, source: str, n: Optional[int] = N
 
 
 def is_signal_file(spec) -> bool:
-    """True for a path (str or PathLike) naming a .wav or .npy file."""
-    return isinstance(spec, (str, os.PathLike)) and os.fspath(spec).lower().endswith((".wav", ".npy"))
+    """True for a path (str or PathLike) naming a sound file (.wav .flac .aiff .aif .ogg) or a .npy file."""
+    return isinstance(spec, (str, os.PathLike)) and os.fspath(spec).lower().endswith(
+        SOUND_FILE_SUFFIXES + (".npy",))
 
 
 def check_finite(x: np.ndarray, path: str, what: str = "signal") -> None:
@@ -289,12 +249,12 @@ def read_signal(path, what: str = "signal") -> tuple:
     .npy is one channel), sample_rate the WAV's rate or None for .npy; UsageError for an
     empty file or a NaN/Inf (naming the file and the first bad position)."""
     path = os.fspath(path)
-    if path.lower().endswith(".wav"):
+    if path.lower().endswith(SOUND_FILE_SUFFIXES):
         x, sr = read_wav(path)
     elif path.lower().endswith(".npy"):
         x, sr = read_npy(path), None
     else:
-        raise UsageError(f"{what} {path}: expected a .wav or .npy file")
+        raise UsageError(f"{what} {path}: expected a sound file (.wav .flac .aiff .ogg) or a .npy file")
     if x.shape[1] == 0:
         raise UsageError(f"{what} {path} holds no samples")
     check_finite(x, path, what)
@@ -326,7 +286,7 @@ def input_signal(spec: str, channels: int, n: int, *, sample_rate: int = 44100,
     low = spec.lower()
     if low.endswith(".npy"):
         return fit_channels(read_npy(spec), channels, spec, n)
-    if low.endswith(".wav"):
+    if low.endswith(SOUND_FILE_SUFFIXES):
         x, _sr = read_wav(spec)
         return fit_channels(x, channels, spec, n)
     if low.endswith(".dsp"):

@@ -99,6 +99,23 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: '{text}'") from None
+    if not (v >= 0) or not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return v
+
+
+def _lr_param(text: str) -> tuple:
+    name, value = _param(text)
+    if not (value >= 0) or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"the learning rate in '{text}' must be a finite number >= 0")
+    return name, value
+
+
 def _param(text: str) -> tuple:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -173,8 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     # train
     p = sub.add_parser("train", allow_abbrev=False, help="fit [diff:1] parameters by gradient descent",
-                       description="The seed's per-sample gradient descent: the learnable program "
-                                   "(--diff) is fitted to the ground truth (--gt), both fed by --input.")
+                       description="Fit the learnable program (--diff) to the ground truth (--gt: a .dsp with "
+                                   "hidden values, or a recorded .wav/.npy target), both fed by --input. "
+                                   "--mode sample is the seed's per-sample gradient descent; block and stream "
+                                   "fit whole blocks or windows with block losses and adam.")
     p.add_argument("--example", metavar="NAME", help="use a bundled example (see 'diffaust examples')")
     p.add_argument("--input", metavar="FILE",
                    help="input: a .dsp program (default: the bundled noise.dsp), .npy, .wav, or "
@@ -183,35 +202,68 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "signal (.wav or .npy, shape (channels, samples)); a file "
                                                 "target sets the number of samples")
     p.add_argument("--diff", metavar="FILE.dsp", help="learnable program, parameters marked [diff:1]")
-    p.add_argument("-lf", "--lossfunction", choices=("l1", "l2"), default=None,
-                   help="loss function (default l2)")
+    p.add_argument("-lf", "--lossfunction", "--loss", dest="lossfunction", default=None, metavar="LOSS",
+                   help="loss: --mode sample: l1 or l2 per sample (default l2); block/stream: l2 (mean "
+                        "squared, default), l1, mse, mae, mrstft, logmel or a weighted sum such as "
+                        "'l2+0.5*mrstft'")
     p.add_argument("-lr", "--learningrate", type=_positive_float, default=None, metavar="RATE",
-                   help="learning rate (default 0.1)")
+                   help="learning rate (sample: default 0.1, in parameter units; block/stream: in normalized "
+                        "slider coordinates, default adam 0.05)")
     p.add_argument("--iterations", type=_nonneg_int, default=None, metavar="N",
-                   help="maximum number of iterations = samples (default 10000)")
+                   help="maximum number of iterations (sample: = samples, default 10000; block/stream: "
+                        "renders or windows, default 500)")
     p.add_argument("--sensitivity", type=float, default=None, metavar="S",
-                   help="no update while the loss is <= S (default 1e-7)")
+                   help="--mode sample: no update while the loss is <= S (default 1e-7)")
     p.add_argument("--patience", type=_nonneg_int, default=None, metavar="K",
-                   help="stop after more than K consecutive iterations with loss <= sensitivity (default 20); "
-                        "--mode block: stop when the best loss has not improved for K iterations (default: never)")
-    p.add_argument("--mode", choices=("sample", "block"), default="sample",
-                   help="sample (default): the seed's per-sample SGD, one step per sample; block: render a "
-                        "whole block (--samples) per iteration, block loss (--loss), any --optimizer, "
-                        "parameters in normalized [0, 1] slider coordinates")
+                   help="sample: stop after more than K consecutive iterations with loss <= sensitivity "
+                        "(default 20); block/stream: stop when the best loss has not improved for K "
+                        "iterations (default: never)")
+    p.add_argument("--tolerance", type=_nonneg_float, default=None, metavar="L",
+                   help="block/stream: stop once the loss is <= L")
+    p.add_argument("--mode", choices=("sample", "block", "stream"), default="sample",
+                   help="sample (default): the seed's per-sample SGD, one step per sample; block: render the "
+                        "whole signal (or -n N samples) per iteration from a reset state, block loss, any "
+                        "--optimizer, parameters in normalized [0, 1] slider coordinates; stream: consecutive "
+                        "windows (--window, --hop), state carried, one update per window")
     p.add_argument("--optimizer", choices=("adam", "rmsprop", "momentum", "sgd"), default=None,
-                   help="--mode block: optimizer (default adam); --mode sample: sgd only")
-    p.add_argument("--loss", metavar="SPEC", default=None,
-                   help="--mode block: block loss, e.g. mse (default), mae, mrstft, logmel or "
-                        "'mse+0.5*mrstft'")
-    p.add_argument("--samples", type=_positive_int, default=None, metavar="N",
-                   help="--mode block: samples per block (default 8192)")
-    p.add_argument("--save", metavar="FIT.json",
-                   help="--mode block: write the best parameters, loss, iterations and stop reason as JSON")
+                   help="block/stream: optimizer (default adam); sample: sgd only")
+    p.add_argument("--lr-schedule", dest="lr_schedule",
+                   choices=("adaptive", "plateau", "constant", "cosine", "exponential"), default=None,
+                   help="learning-rate schedule; block default adaptive (warm-up, and a step that raises the "
+                        "loss is undone and retried at half the rate); stream default plateau (halve the rate "
+                        "when the best loss has not improved for 50 iterations)")
+    p.add_argument("--clip", type=_positive_float, default=None, metavar="NORM",
+                   help="block/stream: clip the gradient (normalized coordinates) to this L2 norm")
+    p.add_argument("--lr-param", dest="lr_param", type=_lr_param, action="append", default=[],
+                   metavar="NAME=RATE", help="block/stream: the learning rate of one parameter; repeatable")
+    p.add_argument("--starts", type=_positive_int, default=None, metavar="K",
+                   help="block/stream: fit from K starting points (the initial values, then K-1 spread over "
+                        "the sliders' ranges) and keep the best")
+    p.add_argument("--seed", type=_nonneg_int, default=None, metavar="S",
+                   help="block/stream: the spread of the --starts points (default 0)")
+    p.add_argument("--samples", "-n", dest="samples", type=_positive_int, default=None, metavar="N",
+                   help="block/stream: samples of the signal (default: a file target's length, else 8192)")
+    p.add_argument("--window", type=_positive_int, default=None, metavar="N",
+                   help="--mode stream: samples per window (default 2048)")
+    p.add_argument("--hop", type=_positive_int, default=None, metavar="N",
+                   help="--mode stream: new samples per iteration (default: the window)")
+    p.add_argument("--pair", action="append", default=[], metavar="IN:TARGET",
+                   help="--mode block: one input/target pair of a batch (loss averaged over the pairs); "
+                        "repeatable, replaces --input/--gt")
+    p.add_argument("--json", metavar="result.json",
+                   help="write {params: {label: value}, loss, iterations, time, stop_reason, ...}")
+    p.add_argument("--save", metavar="learned.dsp",
+                   help="write the learnable program with the learned values as its sliders' defaults")
     p.add_argument("--no-stop", action="store_true", help="never stop early: run all iterations")
+    p.add_argument("--float", dest="single", action="store_true",
+                   help="block/stream: compute in single precision (their default is double; sample mode's "
+                        "is float, -double for double)")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="initial value of a learnable parameter instead of its slider's; repeatable")
-    p.add_argument("--csv", metavar="loss.csv", help="write the history: iteration,loss,<label>_grad,<label>,...")
-    p.add_argument("--plot", metavar="loss.png", help="plot loss and parameter trajectories to a PNG")
+    p.add_argument("--csv", metavar="history.csv", help="write the history, one row per iteration: "
+                                                         "iteration,loss,<label>,... (start first with --starts)")
+    p.add_argument("--plot", metavar="fit.png", help="plot the loss, each parameter (with the hidden value when "
+                                                     "the target is a .dsp) and target/fitted spectrograms")
     p.add_argument("--every", type=_positive_int, default=500, metavar="K",
                    help="after the first rows, print every K-th iteration (default 500; 1: every one)")
     p.add_argument("--head", type=_nonneg_int, default=20, metavar="N",
@@ -329,10 +381,12 @@ def _default_input() -> str:
 def _input_length(spec: str) -> Optional[int]:
     from .audio import read_npy, read_wav
 
+    from .audio import SOUND_FILE_SUFFIXES
+
     low = spec.lower()
     if low.endswith(".npy"):
         return read_npy(spec).shape[1]
-    if low.endswith(".wav"):
+    if low.endswith(SOUND_FILE_SUFFIXES):
         return read_wav(spec)[0].shape[1]
     return None
 
@@ -341,7 +395,9 @@ DEFAULT_SR = 44100
 
 
 def _is_file_signal(spec) -> bool:
-    return bool(spec) and str(spec).lower().endswith((".wav", ".npy"))
+    from .audio import is_signal_file
+
+    return bool(spec) and is_signal_file(str(spec))
 
 
 def _read_signal_file(path: str, what: str):
@@ -353,13 +409,13 @@ def _read_signal_file(path: str, what: str):
 def _resolve_sr(args, *files) -> None:
     """Set ``args.sr``: a WAV file's rate among ``files`` ((what, path) pairs), checked against
     ``--sr`` and the other WAVs (no resampling), else --sr, else 44100."""
-    from .audio import read_wav
+    from .audio import SOUND_FILE_SUFFIXES, sound_file_rate
 
     given = getattr(args, "sr_given", args.sr)
     rates = []
     for what, path in files:
-        if path and str(path).lower().endswith(".wav"):
-            rates.append((what, path, read_wav(path)[1]))
+        if path and str(path).lower().endswith(SOUND_FILE_SUFFIXES):
+            rates.append((what, path, sound_file_rate(path)))
     for what, path, sr in rates[1:]:
         w0, p0, sr0 = rates[0]
         if sr != sr0:
@@ -420,7 +476,7 @@ def cmd_compile(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from .audio import input_signal, write_npy, write_wav
+    from .audio import write_npy, write_wav
 
     _warn_nondiff_unused(args)
     _resolve_sr(args, ("input", args.input))
@@ -435,9 +491,7 @@ def cmd_render(args) -> int:
         n = (_input_length(args.input) if dsp.inputs else None) or args.sr
     x = None
     if dsp.inputs:
-        x = input_signal(args.input, dsp.inputs, n, sample_rate=args.sr, double=args.double,
-                         import_dirs=args.import_dirs)
-        x = x if args.double else x.astype(np.float32)
+        x = _signal_for(args.input, dsp.inputs, n, args, strict=True)
     y = np.asarray(dsp.render(x, n=n, params=params))
     names = list(dsp.derivative_names) if args.diff else [f"out{i}" for i in range(y.shape[0])]
     out = args.output
@@ -484,181 +538,22 @@ def _resolve_files(args, need_gt: bool, default_input: Optional[str] = None):
 
 
 def _signal_for(spec, channels, n, args, strict=False):
-    """The input signal; ``strict``: a .wav/.npy file shorter than ``n`` is an error (no zero padding)."""
+    """The input signal; ``strict``: a sound/.npy file shorter than ``n`` is an error (no zero padding)."""
     from .audio import input_signal
 
     if _is_file_signal(spec):
         data, _sr = _read_signal_file(spec, "input")
         if strict and data.shape[1] < n:
-            raise UsageError(f"input {spec} holds {data.shape[1]} samples, but {n} are asked for")
+            raise UsageError(f"input {spec} holds {data.shape[1]} samples, but {n} are asked for "
+                             "(diffaust does not pad with zeros: ask for fewer with -n)")
     x = input_signal(spec, channels, n, sample_rate=args.sr, double=args.double, import_dirs=args.import_dirs)
     return x if args.double else x.astype(np.float32)
 
 
-def _train_signals(args, inp, gt_path, diff_path, n, flag, n_given):
-    """Compile the learnable program and build (learn, init, x, target, n, channels) for train.
-
-    ``gt_path`` is a .dsp (rendered with the input for ``n`` samples) or a .wav/.npy target,
-    whose length sets ``n`` (``n_given``: ``flag`` asked for n samples: at most the file's)."""
-    file_target = _is_file_signal(gt_path)
-    _resolve_sr(args, ("input", inp), ("target", gt_path if file_target else None))
-    t = None
-    if file_target:
-        t, _sr = _read_signal_file(gt_path, "target")
-        if n_given:
-            if n > t.shape[1]:
-                raise UsageError(f"{flag} {n} asks for more samples than the target {gt_path} holds "
-                                 f"({t.shape[1]})")
-        else:
-            n = t.shape[1]
-        t = t[:, :n]
-    learn = _compile(diff_path, args, diff=True)
-    if not learn.diff_params:
-        raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to learn")
-    init = _check_params(learn, args.param, f" in {diff_path}")
-    if file_target:
-        if t.shape[0] != learn.primal_outputs:
-            raise UsageError(f"the target {gt_path} has {t.shape[0]} channel(s), "
-                             f"the learnable program {diff_path} has {learn.primal_outputs} output(s)")
-        channels = learn.inputs
-        x = _signal_for(inp, channels, n, args, strict=True) if channels else None
-        return learn, init, x, t, n, channels
-    gt = _compile(gt_path, args)
-    if gt.outputs != learn.primal_outputs:
-        raise UsageError(f"the ground truth {gt_path} has {gt.outputs} output(s), "
-                         f"the learnable program {diff_path} has {learn.primal_outputs}")
-    if gt.inputs and learn.inputs and gt.inputs != learn.inputs:
-        raise UsageError(f"the ground truth has {gt.inputs} input(s), the learnable program {learn.inputs}")
-    channels = gt.inputs or learn.inputs
-    x = _signal_for(inp, channels, n, args, strict=True) if channels else None
-    target = np.asarray(gt.render(x if gt.inputs else None, n=n), dtype=np.float64)
-    return learn, init, x, target, n, channels
-
-
 def cmd_train(args) -> int:
-    from .train.fit import (DEFAULT_ITERATIONS, DEFAULT_LR, DEFAULT_PATIENCE, DEFAULT_SENSITIVITY,
-                            TablePrinter, fit)
+    from .train import command
 
-    if args.mode == "block":
-        return _train_block(args)
-    if args.optimizer not in (None, "sgd"):
-        raise UsageError(f"--optimizer {args.optimizer} needs --mode block (--mode sample is plain sgd)")
-    for flag, value in (("--loss", args.loss), ("--samples", args.samples), ("--save", args.save)):
-        if value is not None:
-            raise UsageError(f"{flag} is for --mode block (--mode sample: -lf l1|l2, --iterations, --csv)")
-    if args.patience is None:
-        args.patience = DEFAULT_PATIENCE
-    inp, gt_path, diff_path, ex = _resolve_files(args, need_gt=True)
-    lr = args.learningrate if args.learningrate is not None else (ex.lr if ex else DEFAULT_LR)
-    loss = args.lossfunction or (ex.loss if ex else "l2")
-    iterations = args.iterations if args.iterations is not None else (ex.iterations if ex else DEFAULT_ITERATIONS)
-    sensitivity = args.sensitivity if args.sensitivity is not None else DEFAULT_SENSITIVITY
-
-    learn, init, x, target, iterations, channels = _train_signals(
-        args, inp, gt_path, diff_path, iterations, "--iterations", args.iterations is not None)
-
-    out = sys.stdout.write
-    if ex:
-        print(f"Example: {ex.name} ({ex.description})")
-    print(f"Input: {inp if channels else 'none (no program input)'}\nGround truth: {gt_path}\n"
-          f"Learnable: {diff_path}")
-    print(f"Samples: {iterations} at {args.sr} Hz")
-    print(f"Loss function: {loss}")
-    print(f"Learning rate: {lr:g}")
-    print(f"Sensitivity: {sensitivity:g}\n")
-    probe = learn.instance(params=init)
-    for p in learn.diff_params:
-        v0 = float(probe.get_param(p.path))
-        print(f"Learnable parameter: {p.label}, value: {v0 if args.double else float(f'{v0:.7g}'):g}")
-    print()
-
-    printer = None
-    if not args.quiet:
-        printer = TablePrinter([p.label for p in learn.diff_params], sensitivity,
-                               head=args.head, every=args.every, write=lambda s: out(s + "\n"))
-    hist = fit(learn, target, x if learn.inputs else None, loss=loss, lr=lr, iterations=iterations,
-               sensitivity=sensitivity, patience=None if args.no_stop else args.patience,
-               params=init, callback=printer)
-    if printer is not None:
-        printer.finish()
-        print()
-    if hist.converged:
-        print(f"Converged: {hist.stop_reason}.")
-    else:
-        print(f"{hist.stop_reason[0].upper()}{hist.stop_reason[1:]}.")
-    print(f"Iterations: {hist.iterations}, final loss: {hist.final_loss:.3e}")
-    _print_values(hist.final_values, ex)
-    if args.csv:
-        hist.write_csv(args.csv)
-        print(f"History written to {args.csv}")
-    if args.plot:
-        from .train.plot import plot_history
-
-        plot_history(hist, args.plot)
-        print(f"Plot written to {args.plot}")
-    return 0 if hist.stop_reason and not hist.stop_reason.startswith("diverged") else 1
-
-
-DEFAULT_BLOCK_SAMPLES = 8192
-
-
-def _train_block(args) -> int:
-    """``train --mode block``: diffaust.train.block.fit_block on one rendered block."""
-    from .train.block import DEFAULT_ITERATIONS, DEFAULT_LRS, fit_block
-    from .train.losses import parse_loss
-
-    for flag, value in (("--csv", args.csv), ("--plot", args.plot)):
-        if value:
-            raise UsageError(f"{flag} is for --mode sample; with --mode block use --save FIT.json")
-    inp, gt_path, diff_path, ex = _resolve_files(args, need_gt=True)
-    optimizer = args.optimizer or "adam"
-    lr = args.learningrate if args.learningrate is not None else DEFAULT_LRS[optimizer]
-    loss = args.loss or args.lossfunction or "mse"
-    lossf = parse_loss(loss)
-    iterations = args.iterations if args.iterations is not None else DEFAULT_ITERATIONS
-    n = args.samples or DEFAULT_BLOCK_SAMPLES
-    tolerance = 0.0 if args.no_stop or args.sensitivity is None else args.sensitivity
-    patience = None if args.no_stop else args.patience
-
-    learn, init, x, target, n, channels = _train_signals(
-        args, inp, gt_path, diff_path, n, "--samples", args.samples is not None)
-
-    if ex:
-        print(f"Example: {ex.name} ({ex.description})")
-    print(f"Input: {inp if channels else 'none (no program input)'}\nGround truth: {gt_path}\n"
-          f"Learnable: {diff_path}")
-    print(f"Mode: block ({n} samples per iteration)")
-    print(f"Sample rate: {args.sr} Hz")
-    print(f"Loss function: {loss}")
-    print(f"Optimizer: {optimizer}")
-    print(f"Learning rate: {lr:g} (normalized slider coordinates)\n")
-    probe = learn.instance(params=init)
-    for p in learn.diff_params:
-        v0 = float(probe.get_param(p.path))
-        print(f"Learnable parameter: {p.label}, value: {v0 if args.double else float(f'{v0:.7g}'):g}")
-    print()
-
-    w = 15
-
-    def print_row(i, L, values):
-        if i <= args.head or i % args.every == 0:
-            print(f"{i:5d}{L:{w}.6e}" + "".join(f"{v:{w}.10g}" for v in values.values()))
-
-    callback = None if args.quiet else print_row
-    if callback is not None:
-        print(f"{'Iter':>5}{'Loss':>{w}}" + "".join(f"{p.label[-(w - 1):]:>{w}}" for p in learn.diff_params))
-    res = fit_block(learn, target, x if learn.inputs else None, loss=lossf, optimizer=optimizer, lr=lr,
-                    iterations=iterations, params=init, tolerance=tolerance, patience=patience, n=n,
-                    callback=callback)
-    if callback is not None:
-        print()
-    print(f"Stopped: {res.stop_reason}.")
-    print(f"Iterations: {res.iterations}, best loss: {res.loss:.3e}, time: {res.seconds:.2f} s")
-    _print_values(res.params, ex)
-    if args.save:
-        res.save(args.save)
-        print(f"Result written to {args.save}")
-    return 1 if res.stop_reason == "diverged" else 0
+    return command.run(args, sys.modules[__name__])
 
 
 def cmd_verify(args) -> int:
@@ -671,7 +566,9 @@ def cmd_verify(args) -> int:
         raise UsageError(f"{diff_path}: no parameter is marked [diff:1]: nothing to verify")
     params = _check_params(dsp, args.param)
     n = args.n if args.n is not None else args.sr  # one second: long enough for a reverb's feedback
-    x = _signal_for(inp, dsp.inputs, n, args) if dsp.inputs else None
+    if args.n is None and dsp.inputs and _is_file_signal(inp):  # a shorter file: all of it
+        n = min(n, _input_length(inp))
+    x = _signal_for(inp, dsp.inputs, n, args, strict=True) if dsp.inputs else None
     v = verify(dsp, x, n=n, epsilon=args.epsilon, central=args.central, params=params,
                jump_check=not args.all_samples)
     what = (f"{inp} ({dsp.inputs} channel{'s' if dsp.inputs != 1 else ''})" if dsp.inputs

@@ -12,8 +12,17 @@ the same signal builders as everything else and memoized per node:
                                                    is not the derivative of that program; a
                                                    warning says so when d depends on p)
   prefix(i, x)                                  → prefix(i', x')
-  rdtable                                       → 0 (content fixed at init, index piecewise constant)
-  rwtable(n, g, wi, ws, ri)                     → rwtable(n, g', wi, ws', ri)
+  rdtable(n, g, idx)                            → content fixed at init, so only the index counts:
+     idx = G(int(x)), x real, through +, −, %, min, max with operands free of p (autodiff/tables.py)
+                                                → (rdtable(n, g, G(int(x)+1)) − rdtable(n, g, idx))·ẋ,
+                                                   a convention (the exact derivative is 0: the
+                                                   read is piecewise constant in x), so that table
+                                                   oscillators (os.osc) have frequency derivatives;
+                                                   G(k+1) wraps modulo c where x = c·frac(y)
+     an index that is genuinely integer (a counter, a comparison), or x whose fractional part
+     the program also takes (an interpolating read: os.osci, ba.tabulate.lin)  → 0
+  rwtable(n, g, wi, ws, ri)                     → rwtable(n, g', wi, ws', ri) (the read index
+                                                   gets no slope: like x@d, see docs/DERIVATIVES.md)
   proj(i, rec v: y = f(p, x, y@1))              → proj(i, rec v̇: ẏ = ∂f/∂p + ∂f/∂y · ẏ@1)
      The tangent group is a recursion of its own: its bodies are the tangents of
      v's bodies, where a reference to v's output j becomes the tangent group's
@@ -34,6 +43,7 @@ from ..errors import DerivativeError
 from ..primitives.table import PRIMITIVES
 from ..signals import build as B
 from ..signals.nodes import Sig, free_recvars, mk, proj, rec, recvar, walk
+from .tables import fractional_parts, neighbour_index
 
 
 def diff_variables(outputs) -> list[Sig]:
@@ -50,7 +60,7 @@ class Tangents:
 
     def __init__(self, var: Sig, tag: str, order: list, groups: dict, trace: list | None = None,
                  nondiff=frozenset(), warnings: list | None = None, masks: dict | None = None,
-                 bit: int | None = None, free: dict | None = None):
+                 bit: int | None = None, free: dict | None = None, fractional: frozenset | None = None):
         self.var = var
         self.tag = tag  # suffix of tangent recursion names, e.g. "d0"
         self.memo: dict = {}
@@ -65,6 +75,8 @@ class Tangents:
         self.masks = masks
         self.bit = 1 << bit
         self.free = free if free is not None else {}  # free_recvars memo, shared too
+        # real signals whose fractional part the program takes (interpolated table reads)
+        self.fractional = fractional if fractional is not None else fractional_parts(order)
 
     def depends(self, s: Sig) -> bool:
         """s depends on the variable, through any feedback path (see `dependence`)."""
@@ -122,7 +134,7 @@ class Tangents:
         elif op == "prefix":
             d = B.prefix(dots[0], dots[1])
         elif op == "rdtable":
-            d = B.const(0.0)
+            d = self._table_slope(s)
         elif op == "rwtable":
             gen, widx, wsig, ridx = s.args
             d = mk("rwtable", s.attr, (dots[0], widx, dots[2], ridx))
@@ -153,6 +165,26 @@ class Tangents:
 
             self.trace.append(f"    {format_sig(s, 70)}\n        DERIVATIVE: {format_sig(d, 70)}")
         return d
+
+    def _table_slope(self, s: Sig) -> Sig:
+        """The slope convention for tab[int(x)] (autodiff/tables.py); 0 where it does not apply."""
+        gen, idx = s.args
+        if gen.op == "const" or not self.depends(idx):
+            return B.const(0.0)  # constant content, or an index free of p (content is fixed at init)
+        r = neighbour_index(idx, self.depends, self.groups)
+        if r is None:
+            return B.const(0.0)  # a genuinely integer index: piecewise constant, derivative 0
+        x, idx_next = r
+        if x in self.fractional:
+            return B.const(0.0)  # the program interpolates with x's fraction: that carries the slope
+        x_dot = self.of(x)
+        if B.is_zero(x_dot):
+            return B.const(0.0)
+        # d tab[G(int(x))] = (tab[G(int(x)+1)] − tab[G(int(x))])·ẋ  (a convention: exactly, 0)
+        if self.trace is not None:
+            self.trace.append("    table read at a truncated real index: the table's slope times the "
+                              "index's derivative (a convention)")
+        return B.mul(B.sub(mk("rdtable", s.attr, (gen, idx_next)), s), x_dot)
 
     def _proj(self, s: Sig) -> Sig:
         i = s.attr
@@ -340,10 +372,12 @@ def _jvp_program(outputs, variables, trace, nondiff, warnings) -> list:
     groups = {n.attr: n for n in order if n.op == "rec"}
     masks = dependence(order, variables)  # once, for every variable
     free: dict = {}  # free_recvars memo shared by every variable's substitutions
+    fractional = fractional_parts(order)  # once, for every variable
     for k, v in enumerate(variables):
         if trace is not None:
             trace.append(f">>> Differentiate wrt. {v.attr.path}")
-        t = Tangents(v, f"d{k}", order, groups, trace, nondiff, warnings, masks=masks, bit=k, free=free)
+        t = Tangents(v, f"d{k}", order, groups, trace, nondiff, warnings, masks=masks, bit=k, free=free,
+                      fractional=fractional)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if trace is not None:

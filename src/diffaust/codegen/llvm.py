@@ -45,21 +45,89 @@ SHIFT_BUDGET = 32  # ... as long as they need no more registers than this in all
 CHUNK_ABOVE: Optional[int] = 40000
 CHUNK_ABOVE_MEMORY = 3000
 CHUNK_SIZE = 250
+LINE_GROUPS = True  # interleave the ring buffers of a signal and its derivatives (see line_groups)
 
 
 def layout(prog: Program) -> tuple[dict, int]:
-    """name → (byte offset, nature, size); and the total size in bytes."""
+    """name → (byte offset, nature, size); and the total size in bytes.
+
+    The ring buffers of a group of `line_groups` are interleaved: one array whose element k
+    holds element k of each (a line's offset is that of its first element; its elements are
+    `line_groups(prog)[name][1]` elements apart)."""
     real_size = 8 if prog.real == "double" else 4
     off = 0
     table = {}
+    groups = line_groups(prog)
     # parameters first, so their offsets do not move when other slots are added
     slots = sorted(prog.slots, key=lambda s: 0 if s.kind == "param" else 1)
     for s in slots:
+        if s.name in table:
+            continue
         width = 4 if s.nature == "int" else real_size
         off = (off + 7) & ~7
-        table[s.name] = (off, s.nature, s.size)
-        off += width * s.size
+        members = groups.get(s.name, (None, 1, [s.name]))[2]
+        for lane, name in enumerate(members):
+            table[name] = (off + lane * width, s.nature, s.size)
+        off += width * s.size * len(members)
     return table, (off + 15) & ~15
+
+
+def line_groups(prog: Program) -> dict:
+    """Ring buffers stored interleaved: name → (lane, stride, member names), for groups of
+    two or more lines of the same size, element type and IOTA that are read at the same
+    delays — a signal and its derivatives (the derivative of ``x@d`` is ``x'@d``).  They
+    are written and read at the same index in every sample: interleaved, those accesses
+    are neighbours in memory (one cache line where there were several, and loads and
+    stores the vectorizer can pair up)."""
+    cached = getattr(prog, "_line_groups", None)
+    if cached is not None:
+        return cached
+    reads: dict = {}
+    seen: set = set()
+    stack = [prog.init, prog.block, prog.sample, prog.post]
+    while stack:  # iterative: expressions can be deeper than the recursion limit
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+            continue
+        fields = getattr(x, "__dataclass_fields__", None)
+        if fields is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, LineRead):
+            reads.setdefault(x.line, set()).add(_delay_key(x.delay))
+        stack.extend(getattr(x, f) for f in fields)
+    by_key: dict = {}
+    for line in prog.lines.values():
+        if line.is_scalar or not LINE_GROUPS or line.name not in reads:
+            continue
+        key = (line.iota, line.size, line.nature, frozenset(reads[line.name]))
+        by_key.setdefault(key, []).append(line.name)
+    out = {}
+    for members in by_key.values():
+        if len(members) > 1:
+            for lane, name in enumerate(members):
+                out[name] = (lane, len(members), members)
+    prog._line_groups = out
+    return out
+
+
+def _delay_key(e, depth: int = 0):
+    """A delay expression as a key: equal for the same delay (a number, a variable, a slot,
+    a small expression of them); past a few levels, the object itself (no deep recursion)."""
+    t = type(e)
+    if t is Const:
+        return ("c", e.nature, e.value)
+    if t is Var:
+        return ("v", e.name)
+    if t is Load:
+        return ("l", e.slot)
+    if depth < 6:
+        if t is Cast:
+            return ("cast", e.nature, _delay_key(e.expr, depth + 1))
+        if t is Op:
+            return ("op", e.name, e.nature) + tuple(_delay_key(a, depth + 1) for a in e.args)
+    return ("id", id(e))
 
 
 def _cmp_pred(p: str) -> str:
@@ -167,6 +235,7 @@ class _Lower:
         self.real = ir.DoubleType() if prog.real == "double" else ir.FloatType()
         self.sfx = "" if prog.real == "double" else "f"
         self.layout, self.size = layout(prog)
+        self.groups = line_groups(prog)
         self.funcs: dict = {}
         self.lines = {line.name: line for line in prog.lines.values()}
         self.x86 = (module.triple or "").startswith(("x86_64", "i386", "i686"))
@@ -179,6 +248,9 @@ class _Lower:
         off, nature, size = self.layout[name]
         p = b.gep(state, [ir.Constant(I64, off)], source_etype=I8)
         if index is not None:
+            group = self.groups.get(name)
+            if group is not None:  # an interleaved ring buffer: its elements are `stride` apart
+                index = b.mul(index, ir.Constant(index.type, group[1]))
             p = b.gep(p, [index], source_etype=self.ty(nature))
         return p
 

@@ -79,6 +79,7 @@ class Dsp:
         self.state_size = meta["state_size"]
         self.metadata = [tuple(kv) for kv in meta.get("metadata", [])]
         self.trace = trace
+        self._tls = threading.local()  # render_jvp(reuse=True)'s instance and buffers
 
     # ------------------------------------------------------------ parameters
     def param_index(self, name) -> int:
@@ -116,6 +117,49 @@ class Dsp:
                 inst.set_param(k, v)
         return inst
 
+    def _scratch_render(self, x, n, params) -> np.ndarray:
+        """Every output channel of a render from a reset state, in this thread's buffers
+        (see render_jvp's reuse): an instance reset, not made anew, and the output array of
+        the previous call of the same length."""
+        if params is not None and not hasattr(params, "items"):
+            raise UsageError(f"params must be a dict {{name: value}}, got {type(params).__name__}")
+        tls = self._tls
+        inst = getattr(tls, "instance", None)
+        if inst is None:
+            inst = tls.instance = Instance(self)
+            tls.out = None
+        else:
+            inst.reset()
+        if params:
+            for k, v in params.items():
+                inst.set_param(k, v)
+        if isinstance(x, np.ndarray) and x.ndim == 2 and x.dtype != self.dtype and x.dtype.kind == "f" \
+                and x.shape[0] == self.inputs and (n is None or (isinstance(n, (int, np.integer))
+                                                                 and 0 <= n <= x.shape[1])):
+            # the input in this precision, in a buffer of this thread (as compute() would convert it)
+            cols = x.shape[1] if n is None else int(n)
+            xb = self._scratch("render.x", (self.inputs, cols), self.dtype)
+            np.copyto(xb, x[:, :cols])
+            x = xb
+        out = tls.out
+        length = _check_n(n) if n is not None else (np.shape(x)[-1] if x is not None else None)
+        if out is None or length is None or out.shape[1] != length:
+            out = None
+        y = inst.compute(x, n, out=out)
+        tls.out = y
+        return y
+
+    def _scratch(self, name: str, shape: tuple, dtype=np.float64) -> np.ndarray:
+        """This thread's buffer `name` (uninitialized) of `shape`, kept for the next call."""
+        tls = self._tls
+        bufs = getattr(tls, "buffers", None)
+        if bufs is None:
+            bufs = tls.buffers = {}
+        a = bufs.get(name)
+        if a is None or a.shape != tuple(shape) or a.dtype != dtype:
+            a = bufs[name] = np.empty(shape, dtype=dtype)
+        return a
+
     def render(self, x=None, n: Optional[int] = None, params: Optional[dict] = None) -> np.ndarray:
         """Run from a fresh state.  x: (inputs, n) or None (zeros); returns (outputs, n).
 
@@ -126,11 +170,20 @@ class Dsp:
             return y[self.primal_outputs:]
         return y
 
-    def render_jvp(self, x=None, n: Optional[int] = None, params: Optional[dict] = None):
-        """Primal outputs and derivatives: y (primal_outputs, n), dy (primal_outputs, n_diff, n)."""
+    def render_jvp(self, x=None, n: Optional[int] = None, params: Optional[dict] = None, *,
+                   reuse: bool = False):
+        """Primal outputs and derivatives: y (primal_outputs, n), dy (primal_outputs, n_diff, n).
+
+        reuse=True (training loops): the same result, rendered into buffers that this
+        thread's next ``render_jvp(..., reuse=True)`` call on this Dsp overwrites, with an
+        instance reset instead of made anew: no allocation, no fresh memory to fault in.
+        """
         if not self.diff:
             raise UsageError("render_jvp needs a program compiled with diff=True")
-        y = self.instance(params).compute(x, n)
+        if reuse:
+            y = self._scratch_render(x, n, params)
+        else:
+            y = self.instance(params).compute(x, n)
         p = self.primal_outputs
         k = len(self.diff_params)
         return y[:p], y[p:].reshape(p, k, y.shape[-1])
@@ -202,8 +255,11 @@ class Instance:
     def get_param(self, name) -> float:
         return float(self._pvals[self.dsp.param_index(name)].value)
 
-    def compute(self, x=None, n: Optional[int] = None) -> np.ndarray:
-        """Run n samples; returns every output channel (for a diff Dsp: primal outputs, then derivatives)."""
+    def compute(self, x=None, n: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """Run n samples; returns every output channel (for a diff Dsp: primal outputs, then derivatives).
+
+        out: an array of shape (outputs, n), C-contiguous, of the samples' dtype, to write them
+        into (and return) instead of a new one."""
         dt = self.dsp.dtype
         n = _check_n(n)
         if x is not None:
@@ -228,7 +284,14 @@ class Instance:
             if n is None:
                 raise UsageError("give an input x or a number of samples n")
             x = np.zeros((self._nin, n), dtype=dt)
-        y = np.zeros((self._nout, n), dtype=dt)
+        if out is None:
+            y = np.empty((self._nout, n), dtype=dt)  # compute() writes every sample of every output
+        else:
+            if (not isinstance(out, np.ndarray) or out.shape != (self._nout, n) or out.dtype != dt
+                    or not out.flags.c_contiguous or not out.flags.writeable):
+                raise UsageError(f"out must be a writable C-contiguous {np.dtype(dt).name} array of shape "
+                                 f"{(self._nout, n)}")
+            y = out
         ip = (ctypes.c_void_p * max(self._nin, 1))(*[x[i].ctypes.data for i in range(self._nin)])
         op = (ctypes.c_void_p * max(self._nout, 1))(*[y[i].ctypes.data for i in range(self._nout)])
         if n > 0:

@@ -95,18 +95,17 @@ class History:
         return head
 
     def write_csv(self, path: str) -> None:
-        """Write ``iteration,loss,<label>_grad,<label>,...``, one row per iteration."""
-        try:
-            with open(path, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(self.csv_header())
-                cols = [self.iteration, self.loss]
-                for g, v in zip(self.grads, self.values):
-                    cols += [g, v]
-                for row in zip(*cols):
-                    w.writerow([row[0]] + [repr(float(v)) for v in row[1:]])
-        except OSError as e:
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+        """Write ``iteration,loss,<label>_grad,<label>,...``, one row per iteration, atomically."""
+        from ..outfile import atomic_output
+
+        with atomic_output(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(self.csv_header())
+            cols = [self.iteration, self.loss]
+            for g, v in zip(self.grads, self.values):
+                cols += [g, v]
+            for row in zip(*cols):
+                w.writerow([row[0]] + [repr(float(v)) for v in row[1:]])
 
     @classmethod
     def read_csv(cls, path: str) -> "History":

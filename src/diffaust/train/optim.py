@@ -19,7 +19,9 @@ Small pure pieces (no global state, nothing mutated in place):
 
 * **Schedules** ``constant``, ``cosine``, ``exponential``:
   ``lr_at(schedule, base_lr, iteration, total)`` (``schedule``: a name or a
-  :class:`Schedule` made by :func:`make_schedule`).
+  :class:`Schedule` made by :func:`make_schedule`); ``plateau`` follows the loss:
+  ``plateau_init(base_lr)`` and ``plateau_update(state, loss, schedule) -> state``
+  (``state.lr`` is the rate of the next step).
 
 * **Clipping** :func:`clip_by_norm` (global L2 norm) and :func:`finite`.
 
@@ -42,9 +44,9 @@ __all__ = [
     "SGD", "Momentum", "Adam", "RMSprop", "sgd", "momentum", "adam", "rmsprop",
     "SGDState", "MomentumState", "AdamState", "RMSpropState",
     "OPTIMIZERS", "get_optimizer",
-    "Schedule", "SCHEDULES", "make_schedule", "lr_at",
+    "Schedule", "SCHEDULES", "make_schedule", "lr_at", "PlateauState", "plateau_init", "plateau_update",
     "global_norm", "clip_by_norm", "finite",
-    "to_unit", "from_unit", "dvalue_du", "project", "is_log", "param_bounds",
+    "to_unit", "from_unit", "dvalue_du", "project", "is_log", "param_bounds", "UnitBox",
 ]
 
 
@@ -252,21 +254,40 @@ class Schedule:
                  (base_lr at i = 0, floor at i = total, like torch's
                  CosineAnnealingLR with T_max = total, eta_min = floor)
     exponential  lr = base_lr·gammaⁱ (gamma per iteration, in (0, 1])
+    adaptive     backtracking with warm-up, run by the block fitter: the rate starts at
+                 base_lr·warmup and grows ×growth (up to base_lr) after each accepted step;
+                 a step whose loss is above the last accepted one is undone and retried
+                 from the accepted point at half the rate
+    plateau      lr ← max(lr·factor, base_lr·min_ratio) once the best loss has not
+                 improved by more than ``threshold`` (relative) for ``patience``
+                 iterations (torch's ReduceLROnPlateau, mode "min", threshold_mode
+                 "rel"); the state lives in :class:`PlateauState`
     """
 
     name: str = "constant"
     floor: float = 0.0          # cosine: final learning rate (absolute, <= base_lr)
     gamma: float = 0.999        # exponential: factor per iteration
+    factor: float = 0.5         # plateau: lr multiplier on a plateau, in (0, 1)
+    patience: int = 50          # plateau: iterations without a new best loss before a cut
+    threshold: float = 0.0      # plateau: relative improvement that counts (0: any new best)
+    min_ratio: float = 1e-4     # plateau: lr never goes below base_lr·min_ratio
+    warmup: float = 0.01        # plateau/adaptive: the first step's rate is base_lr·warmup ...
+    growth: float = 1.25        # ... multiplied by growth after each step that lowers the loss, up to 1
 
 
 SCHEDULES = {
     "constant": "the same learning rate at every iteration",
     "cosine": "cosine decay from the learning rate to a floor (default 0) over the iterations",
     "exponential": "multiply the learning rate by gamma (default 0.999) at each iteration",
+    "plateau": "halve the learning rate when the best loss has not improved for 50 iterations",
+    "adaptive": "start at 1 % of the learning rate and grow it ×1.25 per step that lowers the loss; a step "
+                "that raises it is undone and retried at half the rate (backtracking; block mode)",
 }
 
 
-def make_schedule(name: str, *, floor: float = 0.0, gamma: float = 0.999) -> Schedule:
+def make_schedule(name: str, *, floor: float = 0.0, gamma: float = 0.999, factor: float = 0.5,
+                  patience: int = 50, threshold: float = 0.0, min_ratio: float = 1e-4,
+                  warmup: float = 0.01, growth: float = 1.25) -> Schedule:
     """A checked :class:`Schedule` (UsageError for an unknown name or a bad setting)."""
     if name not in SCHEDULES:
         raise UsageError(f"unknown learning-rate schedule '{name}' "
@@ -276,7 +297,21 @@ def make_schedule(name: str, *, floor: float = 0.0, gamma: float = 0.999) -> Sch
         raise UsageError(f"the cosine schedule's floor must be a finite number >= 0, got {floor}")
     if not (0 < gamma <= 1):
         raise UsageError(f"the exponential schedule's gamma must be in (0, 1], got {gamma}")
-    return Schedule(name, floor, gamma)
+    factor, threshold, min_ratio = float(factor), float(threshold), float(min_ratio)
+    if not (0 < factor < 1):
+        raise UsageError(f"the plateau schedule's factor must be in (0, 1), got {factor}")
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        raise UsageError(f"the plateau schedule's patience must be an integer >= 1, got {patience!r}")
+    if not (0 <= threshold < 1):
+        raise UsageError(f"the plateau schedule's threshold must be in [0, 1), got {threshold}")
+    if not (0 < min_ratio <= 1):
+        raise UsageError(f"the plateau schedule's min_ratio must be in (0, 1], got {min_ratio}")
+    warmup, growth = float(warmup), float(growth)
+    if not (0 < warmup <= 1):
+        raise UsageError(f"the plateau schedule's warmup must be in (0, 1], got {warmup}")
+    if not (growth >= 1 and math.isfinite(growth)):
+        raise UsageError(f"the plateau schedule's growth must be a finite number >= 1, got {growth}")
+    return Schedule(name, floor, gamma, factor, patience, threshold, min_ratio, warmup, growth)
 
 
 def lr_at(schedule: Union[str, Schedule], base_lr: float, iteration: int, total: int) -> float:
@@ -288,6 +323,8 @@ def lr_at(schedule: Union[str, Schedule], base_lr: float, iteration: int, total:
     """
     s = make_schedule(schedule) if isinstance(schedule, str) else \
         make_schedule(schedule.name, floor=schedule.floor, gamma=schedule.gamma)
+    if s.name in ("plateau", "adaptive"):
+        raise UsageError(f"the {s.name} schedule follows the loss: it has no rate per iteration (lr_at)")
     base_lr = float(base_lr)
     if not (base_lr > 0 and math.isfinite(base_lr)):
         raise UsageError(f"the learning rate must be a positive number, got {base_lr}")
@@ -303,6 +340,54 @@ def lr_at(schedule: Union[str, Schedule], base_lr: float, iteration: int, total:
         raise UsageError(f"the cosine schedule's floor ({s.floor}) is above the learning rate ({base_lr})")
     frac = min(iteration / total, 1.0)
     return s.floor + (base_lr - s.floor) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+@dataclass(frozen=True)
+class PlateauState:
+    """The plateau schedule's state: the rate of the next step (``lr·warm``), the plateau
+    rate, the best and the previous loss, iterations since the best improved, the warm-up
+    fraction and the base rate (for the floor)."""
+
+    plateau_lr: float
+    best: float
+    previous: float
+    bad: int
+    warm: float
+    base_lr: float
+
+    @property
+    def lr(self) -> float:
+        return self.plateau_lr * self.warm
+
+
+def plateau_init(base_lr: float, schedule: Schedule = Schedule("plateau")) -> PlateauState:
+    base_lr = float(base_lr)
+    if not (base_lr > 0 and math.isfinite(base_lr)):
+        raise UsageError(f"the learning rate must be a positive number, got {base_lr}")
+    return PlateauState(base_lr, math.inf, math.inf, 0, schedule.warmup, base_lr)
+
+
+def plateau_update(state: PlateauState, loss: float, schedule: Schedule = Schedule("plateau")) -> PlateauState:
+    """The state after an iteration whose loss is ``loss``.
+
+    Warm-up: the rate starts at base_lr·warmup and is multiplied by ``growth`` after each
+    iteration whose loss is below the previous one, up to base_lr (a first step of a few %
+    of a slider's range can leave a narrow valley — an oscillator's frequency — for good).
+    Plateau: an improvement is loss < best·(1 − threshold) (for best > 0; any decrease when
+    best <= 0); after ``patience`` iterations without one, lr ← max(lr·factor, base_lr·min_ratio)."""
+    loss = float(loss)
+    warm = state.warm
+    if loss < state.previous:
+        warm = min(1.0, warm * schedule.growth)
+    state = replace(state, previous=loss, warm=warm)
+    better = loss < state.best * (1.0 - schedule.threshold) if state.best > 0 else loss < state.best
+    if better:
+        return replace(state, best=loss, bad=0)
+    bad = state.bad + 1
+    if bad > schedule.patience:
+        lr = max(state.plateau_lr * schedule.factor, state.base_lr * schedule.min_ratio)
+        return replace(state, plateau_lr=lr, bad=0)
+    return replace(state, bad=bad)
 
 
 # ------------------------------------------------------------------ clipping
@@ -412,6 +497,37 @@ def dvalue_du(u, lo: float, hi: float, log: bool = False):
     else:
         d = np.full_like(uu, hi - lo)
     return float(d) if d.ndim == 0 else d
+
+
+class UnitBox:
+    """The normalized coordinates of P parameters at once (vectorized :func:`from_unit`,
+    :func:`dvalue_du`): ``bounds`` is a list of ``(lo, hi, log)`` as :func:`param_bounds`
+    gives.  Same values as the scalar functions, for the fit loop's every iteration."""
+
+    def __init__(self, bounds):
+        lo, hi, use_log, ratio = [], [], [], []
+        for b in bounds:
+            l, h = _bounds(b[0], b[1])
+            lg = _use_log(l, h, b[2] if len(b) > 2 else False)
+            lo.append(l)
+            hi.append(h)
+            use_log.append(lg)
+            ratio.append(_log_ratio(l, h) if lg else 0.0)
+        self.lo, self.hi = np.array(lo), np.array(hi)
+        self.log = np.array(use_log, dtype=bool)
+        self.ratio = np.array(ratio)
+        self.log_lo = np.log(np.where(self.log, self.lo, 1.0))
+
+    def values(self, u) -> np.ndarray:
+        """u (P,) in [0, 1] → values (P,) in [lo, hi]."""
+        uu = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+        v = np.where(self.log, np.exp(self.log_lo + uu * self.ratio), self.lo + uu * (self.hi - self.lo))
+        return np.clip(v, self.lo, self.hi)
+
+    def dvalue_du(self, u) -> np.ndarray:
+        """d value / d u at u (P,): ``v·ln(hi/lo)`` on a log axis, ``hi − lo`` on a linear one."""
+        uu = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)
+        return np.where(self.log, np.exp(self.log_lo + uu * self.ratio) * self.ratio, self.hi - self.lo)
 
 
 def _meta_items(meta) -> list:

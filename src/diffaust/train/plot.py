@@ -1,4 +1,4 @@
-"""Plots of a fit: loss (log scale) and parameter trajectories, to a PNG (matplotlib, Agg)."""
+"""Plots of a fit: loss (log scale), parameter trajectories and spectrograms, to a PNG (matplotlib, Agg)."""
 
 from __future__ import annotations
 
@@ -8,42 +8,87 @@ from ..errors import UsageError
 
 
 def plot_history(history, path: str, title: str | None = None) -> None:
-    """Write a two-panel PNG: loss per iteration (log scale) and each parameter's value.
+    """A PNG of a per-sample fit (``diffaust.train.fit.History``, from ``fit`` or
+    ``History.read_csv``): the loss with its running mean, and each parameter's value."""
+    plot_fit(path, iterations=history.iteration, losses=history.loss,
+             trajectories=dict(zip(history.labels, history.values)), running_mean=True,
+             title=title or "diffaust train")
 
-    ``history`` is a :class:`diffaust.train.fit.History` (from ``fit`` or ``History.read_csv``).
-    """
+
+def _running_mean(a: np.ndarray, width: int) -> np.ndarray:
+    """Mean over the last ``width`` values (fewer at the start): c[i] = mean(a[max(0, i-w+1) .. i])."""
+    c = np.cumsum(np.concatenate([[0.0], a]))
+    i = np.arange(1, len(a) + 1)
+    lo = np.maximum(0, i - width)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def plot_fit(path, *, iterations, losses, trajectories: dict, units: dict | None = None,
+             hidden: dict | None = None, target=None, fitted=None, sample_rate: float = 44100,
+             running_mean: bool = False, title: str | None = None) -> None:
+    """A PNG of a fit, written atomically: the loss curve (log scale; a running mean when the
+    losses are per sample), one panel per parameter in its own unit (a dashed line at the
+    hidden value when known), and spectrograms of the target and of the fitted output
+    (channel 0, dB) when both signals (shape (channels, samples)) are given."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    it = np.asarray(history.iteration, dtype=float)
-    loss = np.asarray(history.loss, dtype=float)
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(7, 7), sharex=True)
+    from ..outfile import atomic_output
+
+    units, hidden = units or {}, hidden or {}
+    it = np.asarray(iterations, dtype=float)
+    loss = np.asarray(losses, dtype=float)
+    labels = list(trajectories)
+    spectra = target is not None and fitted is not None and np.shape(target)[-1] >= 64
+    rows = 1 + len(labels) + (1 if spectra else 0)
+    fig = plt.figure(figsize=(8, 2.2 * rows + 0.6))
+    grid = fig.add_gridspec(rows, 2)
     try:
-        positive = loss[np.isfinite(loss) & (loss > 0)]
+        ax = fig.add_subplot(grid[0, :])
+        finite = loss[np.isfinite(loss)]
+        positive = finite[finite > 0]
         floor = positive.min() / 10 if positive.size else 1e-12
-        ax1.semilogy(it, np.where(loss > 0, loss, floor), lw=0.8, color="C3")
-        sens = getattr(history, "sensitivity", None)
-        if sens:
-            ax1.axhline(sens, color="0.5", ls="--", lw=0.8, label=f"sensitivity {sens:g}")
-            ax1.legend(loc="upper right", fontsize="small")
-        ax1.set_ylabel("loss (per sample)")
-        ax1.grid(color="0.9")
-        ax1.set_title(title or "diffaust train")
-        for k, label in enumerate(history.labels):
-            ax2.plot(it, history.values[k], lw=1.0, label=label)
-        ax2.set_xlabel("iteration")
-        ax2.set_ylabel("parameter value")
-        ax2.grid(color="0.9")
-        if history.labels:
-            ax2.legend(loc="best", fontsize="small")
+        shown = np.where(np.isfinite(loss) & (loss > 0), loss, floor)
+        if running_mean and len(loss) > 1:
+            width = max(1, len(loss) // 100)
+            ax.semilogy(it, shown, lw=0.4, color="0.75", label="per sample")
+            ax.semilogy(it, np.maximum(_running_mean(shown, width), floor), lw=1.0, color="C3",
+                        label=f"running mean over {width}")
+            ax.legend(loc="upper right", fontsize="small")
+        else:
+            ax.semilogy(it, shown, lw=1.0, color="C3")
+        ax.set_ylabel("loss")
+        ax.set_xlabel("iteration")
+        ax.grid(color="0.9")
+        ax.set_title(title or "diffaust train")
+        for k, label in enumerate(labels, start=1):
+            ax = fig.add_subplot(grid[k, :])
+            ax.plot(it[:len(trajectories[label])], trajectories[label], lw=1.0, color=f"C{k % 10}",
+                    label="learned")
+            if label in hidden:
+                ax.axhline(hidden[label], color="0.3", ls="--", lw=0.8, label=f"hidden {hidden[label]:g}")
+                ax.legend(loc="best", fontsize="small")
+            unit = units.get(label, "")
+            ax.set_ylabel(f"{label}" + (f" ({unit})" if unit else ""))
+            ax.set_xlabel("iteration")
+            ax.grid(color="0.9")
+        if spectra:
+            nfft = 1024 if np.shape(target)[-1] >= 4096 else 256
+            for col, (name, sig) in enumerate((("target", target), ("fitted", fitted))):
+                ax = fig.add_subplot(grid[rows - 1, col])
+                s = np.atleast_2d(np.asarray(sig, dtype=float))[0]
+                ax.specgram(s, NFFT=nfft, Fs=sample_rate, noverlap=nfft // 2, cmap="magma",
+                            vmin=-140, scale="dB")
+                ax.set_title(f"{name} (channel 0)", fontsize="small")
+                ax.set_xlabel("time (s)")
+                ax.set_ylabel("frequency (Hz)")
         fig.tight_layout()
-        try:
-            fig.savefig(path, dpi=100)
-        except OSError as e:
-            raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
-        except ValueError as e:  # unknown image format from the file name
-            raise UsageError(f"cannot write {path}: {e}") from None
+        ext = str(path).rsplit(".", 1)[-1].lower() if "." in str(path) else ""
+        if ext not in fig.canvas.get_supported_filetypes():
+            raise UsageError(f"cannot write {path}: unknown image type '.{ext}' (use .png, .pdf or .svg)")
+        with atomic_output(path, "wb") as f:
+            fig.savefig(f, dpi=100, format=ext)
     finally:
         plt.close(fig)
