@@ -316,8 +316,12 @@ def summary_line(v: Verification) -> str:
         return f"Worst: none: no sample compared (the outputs jump at the first sample); {cmp}"
     k, i, err = v.worst()
     d = float(v.delta[k, i])
+    peak = float(v.peak[k])
+    if peak < PEAK_FLOOR:  # the error is relative to the floor, not to the (vanishing) peak
+        return (f"Worst: {v.names[k]}, sample {i + 1}: |delta| {d:.3e}, error {err:.3e} = |delta| / {PEAK_FLOOR:g} "
+                f"(the finite differences are below {PEAK_FLOOR:g} on the compared samples); {cmp}")
     return (f"Worst: {v.names[k]}, sample {i + 1}: |delta| {d:.3e}, error {err:.3e} of the finite-difference "
-            f"peak {float(v.peak[k]):.3e}; {cmp}")
+            f"peak {peak:.3e}; {cmp}")
 
 
 def _num(x: float) -> str:

@@ -72,6 +72,23 @@ def layout(prog: Program) -> tuple[dict, int]:
     return table, (off + 15) & ~15
 
 
+def _nodes(root, seen: set):
+    """Every node (dataclass) under ``root`` (nodes, lists, tuples) once, not those in
+    ``seen`` (which it extends); iterative: expressions can be deeper than the recursion limit."""
+    stack = [root]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+            continue
+        fields = getattr(x, "__dataclass_fields__", None)
+        if fields is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        yield x
+        stack.extend(getattr(x, f) for f in fields)
+
+
 def line_groups(prog: Program) -> dict:
     """Ring buffers stored interleaved: name → (lane, stride, member names), for groups of
     two or more lines of the same size, element type and IOTA that are read at the same
@@ -83,20 +100,9 @@ def line_groups(prog: Program) -> dict:
     if cached is not None:
         return cached
     reads: dict = {}
-    seen: set = set()
-    stack = [prog.init, prog.block, prog.sample, prog.post]
-    while stack:  # iterative: expressions can be deeper than the recursion limit
-        x = stack.pop()
-        if isinstance(x, (list, tuple)):
-            stack.extend(x)
-            continue
-        fields = getattr(x, "__dataclass_fields__", None)
-        if fields is None or id(x) in seen:
-            continue
-        seen.add(id(x))
+    for x in _nodes([prog.init, prog.block, prog.sample, prog.post], set()):
         if isinstance(x, LineRead):
             reads.setdefault(x.line, set()).add(_delay_key(x.delay))
-        stack.extend(getattr(x, f) for f in fields)
     by_key: dict = {}
     for line in prog.lines.values():
         if line.is_scalar or not LINE_GROUPS or line.name not in reads:
@@ -806,17 +812,8 @@ class _Lower:
         bad: set = set()
         seen: set = set()
 
-        def walk(root, in_loop):  # iterative: expressions can be deeper than the recursion limit
-            stack = [root]
-            while stack:
-                x = stack.pop()
-                if isinstance(x, (list, tuple)):
-                    stack.extend(x)
-                    continue
-                fields = getattr(x, "__dataclass_fields__", None)
-                if fields is None or id(x) in seen:
-                    continue
-                seen.add(id(x))
+        def walk(root, in_loop):
+            for x in _nodes(root, seen):
                 if isinstance(x, LineRead):
                     if in_loop and isinstance(x.delay, Const) and x.delay.nature == "int":
                         reads[x.line] = max(reads.get(x.line, 0), int(x.delay.value))
@@ -824,7 +821,6 @@ class _Lower:
                         bad.add(x.line)
                 elif isinstance(x, (LineWrite, LineCommit)) and not in_loop:
                     bad.add(x.line)
-                stack.extend(getattr(x, f) for f in fields)
 
         walk(self.prog.init, False)  # table generators (Fill) have lines of their own
         walk(self.prog.block, False)

@@ -140,6 +140,17 @@ def _hann(win_length: int, n_fft: int) -> np.ndarray:
     return w
 
 
+def _check_stft(length: int, n_fft: int, hop: int) -> int:
+    """The reflect padding n_fft // 2, or UsageError when the block is too short for it."""
+    pad = n_fft // 2
+    if length <= pad:
+        raise UsageError(f"STFT: block of {length} samples is too short for FFT size {n_fft} "
+                         f"(reflect padding needs more than {pad} samples)")
+    if hop < 1:
+        raise UsageError(f"STFT: hop size {hop} must be at least 1")
+    return pad
+
+
 def _frame_index(length: int, n_fft: int, hop: int) -> np.ndarray:
     """Index array ``idx`` (frames, n_fft) such that frame m is ``x[idx[m]]``.
 
@@ -147,12 +158,7 @@ def _frame_index(length: int, n_fft: int, hop: int) -> np.ndarray:
     ``center=True, pad_mode="reflect"``: ``x[-i] = x[i]``, edge not repeated), then cut into
     ``1 + (length + 2 * (n_fft // 2) - n_fft) // hop`` frames ``hop`` samples apart.
     """
-    pad = n_fft // 2
-    if length <= pad:
-        raise UsageError(f"STFT: block of {length} samples is too short for FFT size {n_fft} "
-                         f"(reflect padding needs more than {pad} samples)")
-    if hop < 1:
-        raise UsageError(f"STFT: hop size {hop} must be at least 1")
+    pad = _check_stft(length, n_fft, hop)
     q = np.arange(-pad, length + pad)
     q = np.abs(q)                                        # reflect at the start
     q = np.where(q > length - 1, 2 * (length - 1) - q, q)  # reflect at the end
@@ -216,12 +222,7 @@ class _Frames:
 
     def __init__(self, length: int, n_fft: int, hop: int, win: int):
         w = _hann(win, n_fft)  # checks the window
-        pad = n_fft // 2
-        if length <= pad:
-            raise UsageError(f"STFT: block of {length} samples is too short for FFT size {n_fft} "
-                             f"(reflect padding needs more than {pad} samples)")
-        if hop < 1:
-            raise UsageError(f"STFT: hop size {hop} must be at least 1")
+        pad = _check_stft(length, n_fft, hop)
         self.length, self.n_fft, self.hop, self.win, self.pad = length, n_fft, hop, win, pad
         self.left = (n_fft - win) // 2
         self.w = w[self.left:self.left + win].copy()
