@@ -105,13 +105,17 @@ def _per_channel(channel_loss, y, t, **kw):
 
 def mse(y, t):
     """Mean squared error: ``L = sum_c mean_n (y - t)**2``;  ``dL/dy = 2 (y - t) / N``."""
-    y2, t2 = _channels(y, t)
-    d = y2 - t2
-    n = d.shape[1]
-    value = _sum_squares(d) / n  # np.sum(d * d), the product in a work buffer
-    np.multiply(d, 2.0, out=d)  # 2 (y - t) / N, without temporaries
-    np.divide(d, n, out=d)
-    return value, d.reshape(np.shape(y))
+    from ..runtime.kernels import sqdiff
+
+    ya = y if isinstance(y, np.ndarray) and y.dtype in (np.float32, np.float64) else np.asarray(y, np.float64)
+    y2, t2 = _channels(ya, t)
+    if ya.dtype == np.float32:  # read as float32 by the kernel, widened as it goes
+        y2 = np.atleast_2d(ya)
+    n = y2.shape[1]
+    g = np.empty(y2.shape)
+    # one pass: S = Σ (y - t)², g = 2 (y - t) / N
+    value = sqdiff(np.ascontiguousarray(y2), np.ascontiguousarray(t2), 2.0 / n, g) / n
+    return value, g.reshape(np.shape(y))
 
 
 def mae(y, t):
@@ -637,10 +641,12 @@ def param_gradient(g, dy) -> np.ndarray:
     """``dL/dp[p] = sum_c sum_n g[c, n] * dy[c, p, n]`` (float64, shape (params,)).
 
     ``g``: dL/dy, float64 (channels, n); ``dy``: the derivative channels (channels, params, n),
-    float64 or float32 (summed in float64: einsum casts a buffer at a time, no float64 copy of
-    the block; and no BLAS, whose threads can wait on each other for milliseconds on a busy
-    machine)."""
+    float64 or float32 (summed in float64 by a native loop, ``runtime.kernels.pgrad``: no
+    float64 copy of the block, and no BLAS, whose threads can wait on each other for
+    milliseconds on a busy machine)."""
+    from ..runtime.kernels import pgrad
+
     out = np.zeros(dy.shape[1])
     for c in range(dy.shape[0]):
-        out += np.einsum("pn,n->p", dy[c], g[c])
+        out += pgrad(np.ascontiguousarray(g[c], dtype=np.float64), np.ascontiguousarray(dy[c]))
     return out

@@ -51,8 +51,8 @@ def plot_fit(path, *, iterations, losses, trajectories: dict, units: dict | None
         positive = finite[finite > 0]
         floor = positive.min() / 10 if positive.size else 1e-12
         shown = np.where(np.isfinite(loss) & (loss > 0), loss, floor)
-        if running_mean and len(loss) > 1:
-            width = max(1, len(loss) // 100)
+        if running_mean and len(loss) >= 10:
+            width = min(max(2, len(loss) // 20), 500)  # ~20 independent points along the curve
             ax.semilogy(it, shown, lw=0.4, color="0.75", label="per sample")
             ax.semilogy(it, np.maximum(_running_mean(shown, width), floor), lw=1.0, color="C3",
                         label=f"running mean over {width}")
