@@ -148,6 +148,10 @@ FACTS = [
     Fact("variable_delay_truncates_amount",
          'process = _ @ hslider("d", 2, 0, 4, 1);',
          [[0, 0, 1, 0, 0]], x="impulse", n=5, params={"d": 2.7}),
+    Fact("delay_amount_above_minus_one_truncates_to_zero",
+         'process = @(-0.5), @(-0.999), @(hslider("d", 0, -0.5, 3, 0.1)), '
+         '@(max(0.0000001, int(hslider("x", 2, 0, 10, 1))) - 1);',
+         [[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0]], x="impulse", n=4, params={"d": -0.3}),
     Fact("variable_delay_beyond_max_wraps_in_ring_buffer",
          'process = _ @ hslider("d", 2, 0, 100, 1);',
          [[1.0 if k == 72 else 0.0 for k in range(200)]], x="impulse", n=200, params={"d": 200},

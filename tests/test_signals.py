@@ -71,3 +71,7 @@ def test_unbounded_delay_is_refused():
 def test_negative_delay_is_refused():
     with pytest.raises(FaustTypeError, match="negative delay"):
         run_pipeline('process = _ @ hslider("d", 1, -4, 4, 1);', "<string>", CompileOptions())
+    with pytest.raises(FaustTypeError, match="negative delay"):  # int(-1) < 0, as Faust refuses
+        run_pipeline('process = _ @ hslider("d", 1, -1, 4, 1);', "<string>", CompileOptions())
+    # (-1, 0] truncates to 0 toward zero: Faust accepts it (issue 13, point 7)
+    run_pipeline('process = _ @ hslider("d", 1, -0.999, 4, 1);', "<string>", CompileOptions())

@@ -465,8 +465,9 @@ class _Scheduler:
         if math.isinf(lo) or math.isinf(hi):
             raise FaustTypeError("cannot bound the delay: the delay amount has no known range "
                                  "(use a constant, a slider, or clamp it with min/max)")
-        if lo < 0:
-            raise FaustTypeError(f"negative delay: the delay amount may be as low as {lo:g}")
+        if lo <= -1:  # the amount is truncated toward zero (as Faust): int(d) < 0 only from -1 down
+            raise FaustTypeError(f"negative delay: the delay amount may be as low as {lo:g} "
+                                 "(a delay must be > -1: it is truncated toward zero)")
         if math.isinf(hi):
             raise FaustTypeError("cannot bound the delay: the delay amount has no known maximum "
                                  "(use a constant, a slider, or min(d, N))")

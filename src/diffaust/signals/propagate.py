@@ -335,8 +335,9 @@ def _prim(box: BPrim, args, ctx) -> Sig:
         if args[1].op == "const":  # a constant delay: check it here, where its place is known
             d = float(args[1].attr[1])
             d_txt = f"{int(d)}" if d.is_integer() else f"{d:g}"
-            if d < 0:
-                raise FaustEvalError(f"negative delay: '@' by {d_txt} samples (a delay must be >= 0)", box.span)
+            if d <= -1:  # Faust truncates the amount toward zero: only int(d) < 0 is refused
+                raise FaustEvalError(f"negative delay: '@' by {d_txt} samples (a delay must be > -1: "
+                                     "it is truncated toward zero)", box.span)
             if d > MAX_DELAY:
                 raise FaustEvalError(f"delay too long: '@' by {d_txt} samples, at most {MAX_DELAY} (2^24) "
                                      "are supported", box.span)
