@@ -213,6 +213,44 @@ def iv_int(a):
     return (math.trunc(a[0]) if not math.isinf(a[0]) else a[0], math.trunc(a[1]) if not math.isinf(a[1]) else a[1])
 
 
+_INT_MIN, _INT_MAX = -2.0 ** 31, 2.0 ** 31 - 1
+
+
+def _finite_int(a) -> bool:
+    return _INT_MIN <= a[0] <= a[1] <= _INT_MAX
+
+
+def iv_and(a, b):
+    """x & y on int32 (real operands truncated): a non-negative operand bounds the result,
+    0 <= x & m <= m for m >= 0, whatever x is (so `x@(int(d) & 15)` is a delay of 0..15)."""
+    a, b = iv_int(a), iv_int(b)
+    his = [iv[1] for iv in (a, b) if iv[0] >= 0]
+    return (0.0, float(min(his))) if his else (_INT_MIN, _INT_MAX)
+
+
+def iv_or_xor(a, b):
+    """x | y and x ^ y: for non-negative operands, 0 .. 2^bits(max) − 1; else any int32."""
+    a, b = iv_int(a), iv_int(b)
+    if a[0] >= 0 and b[0] >= 0 and _finite_int(a) and _finite_int(b):
+        return (0.0, float((1 << int(max(a[1], b[1])).bit_length()) - 1))
+    return (_INT_MIN, _INT_MAX)
+
+
+def iv_shift(left: bool):
+    """x << s, x >> s (arithmetic) for shifts s in [0, 31]: monotone in x, and in s on each
+    sign of x, so the corners bound it; a left shift that can leave int32 wraps: any int32."""
+    def iv(a, b):
+        a, b = iv_int(a), iv_int(b)
+        if not (_finite_int(a) and 0 <= b[0] <= b[1] <= 31):
+            return (_INT_MIN, _INT_MAX)
+        corners = [(int(x) << int(k)) if left else (int(x) >> int(k)) for x in a for k in b]
+        lo, hi = float(min(corners)), float(max(corners))
+        if lo < _INT_MIN or hi > _INT_MAX:
+            return (_INT_MIN, _INT_MAX)
+        return (lo, hi)
+    return iv
+
+
 def iv_select(s, *branches):
     return (min(b[0] for b in branches), max(b[1] for b in branches))
 
@@ -378,14 +416,14 @@ for _name, _fn, _pred in [("<", lambda a, b: a < b, "<"), ("<=", lambda a, b: a 
                    (lambda fn: lambda natures, values: int(fn(*values)))(_fn),
                    jvp_zero, iv_bool, ("cmp", _pred), "({0} %s {1})" % _pred))
 
-for _name, _fn, _op, _c in [("&", lambda a, b: a & b, "and", "({0} & {1})"),
-                            ("|", lambda a, b: a | b, "or", "({0} | {1})"),
-                            ("xor", lambda a, b: a ^ b, "xor", "({0} ^ {1})"),
-                            ("<<", _shift_left, "shl", "({0} << {1})"),
-                            (">>", _shift_right, "ashr", "({0} >> {1})")]:
+for _name, _fn, _op, _c, _iv in [("&", lambda a, b: a & b, "and", "({0} & {1})", iv_and),
+                                 ("|", lambda a, b: a | b, "or", "({0} | {1})", iv_or_xor),
+                                 ("xor", lambda a, b: a ^ b, "xor", "({0} ^ {1})", iv_or_xor),
+                                 ("<<", _shift_left, "shl", "({0} << {1})", iv_shift(True)),
+                                 (">>", _shift_right, "ashr", "({0} >> {1})", iv_shift(False))]:
     _reg(Primitive(_name, 2, always_int, "int",
                    (lambda fn: lambda natures, values: wrap_int(fn(*[int(v) if isinstance(v, int) else _trunc_int(v) for v in values])))(_fn),
-                   jvp_zero, iv_any, ("binop", _op, None), _c))
+                   jvp_zero, _iv, ("binop", _op, None), _c))
 
 
 def math1(name, fn, jvp, interval=iv_any, libm=None, intrinsic=None):
