@@ -552,15 +552,12 @@ class _Stream:
 
     def __call__(self, values: dict, it: int):
         s, P, K = self.s, self.s.dsp.primal_outputs, len(self.s.diff_params)
-        if self.inst is None or self.pos >= s.n:
-            self.inst, self.pos = s.dsp.instance(), 0
+        if self.inst is None or self.pos >= s.n:  # fixed widgets set once per epoch
+            self.inst, self.pos = s.dsp.instance(params=values), 0
             self.y = np.zeros((P, 0))
             self.dy = np.zeros((P, K, 0))
         for p in s.diff_params:
             self.inst.set_param(p.path, values[p.path])
-        for path, v in values.items():
-            if path not in {p.path for p in s.diff_params}:
-                self.inst.set_param(path, v)
         h = min(self.hop, s.n - self.pos)
         xx = None if self.x is None else self.x[:, self.pos:self.pos + h]
         out = np.asarray(self.inst.compute(xx, h), dtype=np.float64)
