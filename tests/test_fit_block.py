@@ -165,7 +165,7 @@ def test_save_writes_json_atomically(tmp_path, monkeypatch):
     res.save(path)
     data = json.loads(path.read_text())
     assert data == {"params": {"a": 0.7}, "loss": 1e-9, "iterations": 2, "stop_reason": "iterations",
-                    "seconds": 0.01, "best_iteration": 0, "diverged_at": None}
+                    "seconds": 0.01, "best_iteration": 0, "diverged_at": None, "ad": "forward"}
     assert os.listdir(tmp_path) == ["fit.json"]
     # a failed replace leaves the old file whole and no temporary behind
     monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(28, "No space left")))

@@ -11,7 +11,7 @@ ONE_POLE = 'a = hslider("a [diff:1]", 0.3, -0.99, 0.99, 0.001);\nprocess = + ~ *
 
 
 def test_passes_are_named_in_order():
-    assert [p.__name__ for p in PASSES] == ["parse_source", "evaluate_ast", "propagate_box", "share_recursions", "normalize_signals", "differentiate",
+    assert [p.__name__ for p in PASSES] == ["parse_source", "evaluate_ast", "propagate_box", "share_recursions", "normalize_signals", "vary_params", "differentiate",
                                             "infer_types", "link_foreign", "schedule_program"]
 
 

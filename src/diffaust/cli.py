@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE.dsp")
     p.add_argument("-diff", "--diff", action="store_true", help="differentiate w.r.t. the [diff:1] parameters")
     p.add_argument("-d", "--details", action="store_true", help="print the differentiation trace")
+    p.add_argument("--reverse", action="store_true",
+                   help="with -diff: print reverse mode's programs instead (the tape program and the adjoint "
+                        "program that runs backward in time; -lang c or llvm)")
     p.add_argument("-lang", "--lang", choices=("c", "llvm", "cpp", "json"), default="c",
                    help="c: C-like listing of the compute loop (default); llvm: optimized LLVM IR; "
                         "cpp: a C++ class mydsp with Faust's dsp interface (for Faust's architecture files); "
@@ -232,6 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule; block default adaptive (warm-up, and a step that raises the "
                         "loss is undone and retried at half the rate); stream default plateau (halve the rate "
                         "when the best loss has not improved for 50 iterations)")
+    p.add_argument("--ad", choices=("auto", "forward", "reverse"), default=None,
+                   help="--mode block: how gradients are computed: forward (one tangent per parameter), "
+                        "reverse (a tape and a backward sweep: a cost independent of the number of "
+                        "parameters) or auto (default: forward for up to 2 parameters, else the faster of "
+                        "the two, timed on the first block)")
     p.add_argument("--clip", type=_positive_float, default=None, metavar="NORM",
                    help="block/stream: clip the gradient (normalized coordinates) to this L2 norm")
     p.add_argument("--lr-param", dest="lr_param", type=_lr_param, action="append", default=[],
@@ -297,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit with status 1 when some absolute |delta| = |ad-fd| exceeds T")
     p.add_argument("--all-samples", action="store_true",
                    help="compare every sample, also after a jump of the output in a parameter")
+    p.add_argument("--reverse", action="store_true",
+                   help="check reverse mode instead: the gradient of sum(w*y) over 10 growing prefixes of the "
+                        "signal (w seeded noise), by the backward sweep, against the same sums of the finite "
+                        "differences")
     p.add_argument("--rows", type=_nonneg_int, default=100, metavar="K",
                    help="print the table for the first K samples (default 100)")
     p.add_argument("-q", "--quiet", action="store_true",
@@ -458,6 +470,21 @@ def cmd_compile(args) -> int:
         return 0
     rt = _runtime()
     kw = {"diff": args.diff}
+    if args.reverse:
+        if not args.diff:
+            raise UsageError("--reverse lists the reverse-mode programs of -diff: give -diff too")
+        if args.lang not in ("c", "llvm"):
+            raise UsageError(f"--reverse lists its programs as -lang c or llvm, not {args.lang}")
+        if args.details:
+            raise UsageError("-d prints forward mode's trace: not with --reverse")
+        _warn_nondiff_unused(args)
+        dsp = _compile(args.file, args, **kw)
+        if not dsp.diff_params and not dsp.inputs:
+            raise UsageError(f"{args.file}: no [diff:1] parameter and no input: reverse mode has nothing "
+                             "to differentiate")
+        text = dsp.reverse().listing(args.lang)
+        sys.stdout.write(text)
+        return 0
     if args.details:
         if not _accepts_kw(rt.compile, "trace"):
             raise UsageError("-d (differentiation trace) is not supported by this build")
@@ -569,6 +596,8 @@ def cmd_verify(args) -> int:
     if args.n is None and dsp.inputs and _is_file_signal(inp):  # a shorter file: all of it
         n = min(n, _input_length(inp))
     x = _signal_for(inp, dsp.inputs, n, args, strict=True) if dsp.inputs else None
+    if args.reverse:
+        return _verify_reverse(args, dsp, x, n, params, inp, diff_path)
     v = verify(dsp, x, n=n, epsilon=args.epsilon, central=args.central, params=params,
                jump_check=not args.all_samples)
     what = (f"{inp} ({dsp.inputs} channel{'s' if dsp.inputs != 1 else ''})" if dsp.inputs
@@ -600,6 +629,37 @@ def cmd_verify(args) -> int:
         print(f"{PROG}: error: max |delta| {v.max_delta:.3e} exceeds --tol {args.tol:g}", file=sys.stderr)
         status = 1
     return status
+
+
+def _verify_reverse(args, dsp, x, n, params, inp, diff_path) -> int:
+    from .verify import print_reverse, step_text, verify_reverse
+
+    r = verify_reverse(dsp, x, n=n, epsilon=args.epsilon, central=args.central, params=params,
+                       jump_check=not args.all_samples)
+    v = r.forward
+    what = (f"{inp} ({dsp.inputs} channel{'s' if dsp.inputs != 1 else ''})" if dsp.inputs
+            else "none (the program has no inputs)")
+    print(f"Input: {what}\nDifferentiable: {diff_path}")
+    print(f"Samples: {n} at {args.sr} Hz")
+    print(f"Reverse mode: the gradient of sum(w*y) over the first m samples, w seeded noise (seed {r.seed})")
+    print(f"Epsilon: {step_text(v)} ({'central' if args.central else 'forward'} differences, "
+          f"{'double' if args.double else 'float'})")
+    print("Parameters: " + ", ".join(f"{k} = {_fmt_value(val)}" for k, val in v.params.items()) + "\n")
+    print_reverse(r)
+    if args.tolerance is None:
+        return 0
+    if r.unchecked:
+        print(f"FAIL: not checked: {', '.join(r.unchecked)}")
+        print(f"{PROG}: error: no prefix compared for {r.unchecked[0]}: the output jumps in it at the first "
+              f"sample (move it with --param, or --all-samples)", file=sys.stderr)
+        return 1
+    if r.max_error > args.tolerance:
+        print(f"FAIL: error {r.max_error:.3e} > --tolerance {args.tolerance:g}")
+        print(f"{PROG}: error: reverse gradient error {r.max_error:.3e} of the finite-difference peak exceeds "
+              f"--tolerance {args.tolerance:g}", file=sys.stderr)
+        return 1
+    print(f"PASS: error {r.max_error:.3e} <= --tolerance {args.tolerance:g}")
+    return 0
 
 
 def cmd_plot(args) -> int:

@@ -346,6 +346,21 @@ def substitute(sigs, var: str, group: Sig, free: dict | None = None) -> list:
     return out
 
 
+def substitute_nodes(roots, mapping: dict) -> list:
+    """`roots` with every node of `mapping` replaced by its image, everything above rebuilt
+    through the builders (recursion bodies included); what lies above no replaced node is
+    left as it is."""
+    memo: dict = {}
+    for n in walk(roots):
+        if n in mapping:
+            memo[n] = mapping[n]
+            continue
+        new_args = tuple(memo.get(a, a) for a in n.args)
+        if any(a is not b for a, b in zip(new_args, n.args)):
+            memo[n] = remake(n, new_args)
+    return [memo.get(r, r) for r in roots]
+
+
 def remake(n: Sig, args: tuple) -> Sig:
     """A node like `n` with new children, simplified by the builders."""
     if n.op == "prim":

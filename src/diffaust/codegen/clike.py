@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..primitives.table import PRIMITIVES
 from .schedule import (
-    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output,
+    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output,
     Store, StoreAt, Var,
 )
 
@@ -70,6 +70,8 @@ def stmts(lst, prog, indent) -> list:
             out.append(f"{pad}{ty} {s.var.name} = {expr(s.expr, prog)};")
         elif t is Store:
             out.append(f"{pad}{s.slot} = {expr(s.expr, prog)};")
+        elif t is Accumulate:
+            out.append(f"{pad}{s.slot} += (double){expr(s.expr, prog)};")
         elif t is StoreAt:
             out.append(f"{pad}{s.slot}[{expr(s.index, prog)}] = {expr(s.expr, prog)};")
         elif t is LineWrite:

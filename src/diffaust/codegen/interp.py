@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES
 from .schedule import (
-    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
 )
 
@@ -39,7 +39,7 @@ class _Machine:
         self.R = np.float64 if prog.real == "double" else np.float32
         self.mem: dict = {}
         for s in prog.slots:
-            dt = I32 if s.nature == "int" else self.R
+            dt = I32 if s.nature == "int" else np.float64 if s.nature == "double" else self.R
             self.mem[s.name] = np.zeros(s.size, dtype=dt)
             if s.init is not None:
                 self.mem[s.name][:] = s.init
@@ -179,6 +179,8 @@ class _Machine:
                 env[st.var.name] = self.ev(st.expr, env)
             elif t is Store:
                 self.mem[st.slot][0] = self.ev(st.expr, env)
+            elif t is Accumulate:
+                self.mem[st.slot][0] += np.float64(self.ev(st.expr, env))
             elif t is StoreAt:
                 idx = int(self.ev(st.index, env))
                 self.mem[st.slot][idx] = self.ev(st.expr, env)
@@ -230,6 +232,8 @@ def run(prog: Program, x=None, n: int = 0, params: dict | None = None, sample_ra
     if x is None:
         x = np.zeros((prog.inputs, n))
     x = np.asarray(x, dtype=R)
+    if prog.reversed_io:
+        x = x[:, ::-1]
     y = np.zeros((prog.outputs, n), dtype=R)
     env = {"x": x, "y": y, "count": I32(n)}
     m.run(prog.block, env)
@@ -237,4 +241,4 @@ def run(prog: Program, x=None, n: int = 0, params: dict | None = None, sample_ra
         env["i"] = i
         m.run(prog.sample, env)
         m.run(prog.post, env)
-    return y
+    return y[:, ::-1] if prog.reversed_io else y

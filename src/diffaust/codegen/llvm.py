@@ -26,7 +26,7 @@ from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES
 from ..signals.build import paused_gc
 from .schedule import (
-    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
 )
 
@@ -63,7 +63,7 @@ def layout(prog: Program) -> tuple[dict, int]:
     for s in slots:
         if s.name in table:
             continue
-        width = 4 if s.nature == "int" else real_size
+        width = 4 if s.nature == "int" else 8 if s.nature == "double" else real_size
         off = (off + 7) & ~7
         members = groups.get(s.name, (None, 1, [s.name]))[2]
         for lane, name in enumerate(members):
@@ -145,9 +145,9 @@ _KIDS = {
     LoadAt: lambda x: (x.index,), Op: lambda x: x.args, Cast: lambda x: (x.expr,), Call: lambda x: x.args,
     LineRead: lambda x: (x.delay,), Let: lambda x: (x.expr,), Store: lambda x: (x.expr,),
     StoreAt: lambda x: (x.index, x.expr), LineWrite: lambda x: (x.expr,), LineCommit: lambda x: (x.expr,),
-    Output: lambda x: (x.expr,),
+    Output: lambda x: (x.expr,), Accumulate: lambda x: (x.expr,),
 }
-_MEMORY = (Input, Output, Load, Store, LoadAt, StoreAt, LineRead, LineWrite, LineCommit)
+_MEMORY = (Input, Output, Accumulate, Load, Store, LoadAt, StoreAt, LineRead, LineWrite, LineCommit)
 # what a Let may be moved across (see _Lower._sink_lets); not an input, which an output of
 # the same sample may overwrite when the host computes in place
 _PURE = (Var, Const, Op, Cast, Load, LoadAt, LineRead)
@@ -248,7 +248,7 @@ class _Lower:
 
     # -- helpers
     def ty(self, nature: str):
-        return I32 if nature == "int" else self.real
+        return I32 if nature == "int" else ir.DoubleType() if nature == "double" else self.real
 
     def slot_ptr(self, b, state, name, index=None):
         off, nature, size = self.layout[name]
@@ -295,7 +295,7 @@ class _Lower:
             idx = self.expr(b, e.index, env)
             return b.load(self.slot_ptr(b, env["state"], e.slot, idx), typ=self.ty(e.nature))
         if t is Input:
-            p = b.gep(env["in"][e.index], [env["i"]], source_etype=self.real)
+            p = b.gep(env["in"][e.index], [self.io_index(b, env)], source_etype=self.real)
             return b.load(p, typ=self.real)
         if t is Cast:
             v = self.expr(b, e.expr, env)
@@ -429,6 +429,13 @@ class _Lower:
                 cross = env.get("cross")
                 if cross is not None and st.var.name in cross:  # read by a later chunk
                     b.store(v, self.cross_ptr(b, env, st.var.name, v.type))
+            elif t is Accumulate:
+                v = self.expr(b, st.expr, env)
+                if v.type != ir.DoubleType():
+                    v = b.fpext(v, ir.DoubleType())
+                key = "alloca:" + st.slot
+                p = env[key] if key in env else self.slot_ptr(b, env["state"], st.slot)
+                b.store(b.fadd(b.load(p, typ=ir.DoubleType()), v), p)
             elif t is Store:
                 v = self.expr(b, st.expr, env)
                 key = "alloca:" + st.slot
@@ -456,12 +463,19 @@ class _Lower:
                     b.store(self.expr(b, st.expr, env), self.scalar_ptr(b, env, st.line))
             elif t is Output:
                 v = self.expr(b, st.expr, env)
-                p = b.gep(env["out"][st.index], [env["i"]], source_etype=self.real)
+                p = b.gep(env["out"][st.index], [self.io_index(b, env)], source_etype=self.real)
                 b.store(v, p)
             elif t is Fill:
                 self.fill(b, st, env)
             else:
                 raise DiffaustError(f"llvm backend: cannot lower statement {t.__name__}")
+
+    def io_index(self, b, env):
+        """The buffer index of the current sample: i, or count-1-i for a program whose
+        inputs and outputs run backward in time (Program.reversed_io)."""
+        if not self.prog.reversed_io:
+            return env["i"]
+        return b.sub(b.sub(env["count"], ir.Constant(I32, 1)), env["i"])
 
     def scalar_slots(self, names=None):
         out = []
@@ -689,7 +703,7 @@ class _Lower:
         scan = self.scan
         written = set()
         for st in sample + post:
-            if isinstance(st, (Store, StoreAt)):
+            if isinstance(st, (Store, StoreAt, Accumulate)):
                 written.add(st.slot)
 
         def pure(st) -> bool:

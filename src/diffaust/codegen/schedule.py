@@ -137,6 +137,14 @@ class LineCommit:
 
 
 @dataclass
+class Accumulate:
+    """slot += expr, in double precision whatever the program's (a gradient summed over time)."""
+
+    slot: str
+    expr: object
+
+
+@dataclass
 class Output:
     index: int
     expr: object
@@ -204,13 +212,18 @@ class Program:
     params: list = field(default_factory=list)  # (slot name, Control), UI order
     bargraphs: list = field(default_factory=list)
     iotas: list = field(default_factory=list)
+    # sample i of the loop reads inputs and writes outputs at count-1-i: the program runs
+    # backward in time over its buffers (reverse mode's adjoint program)
+    reversed_io: bool = False
+    accumulators: list = field(default_factory=list)  # double slots summing the last outputs over time
+    iota_readers: set = field(default_factory=set)  # IOTAs read by statements other than lines (scatter)
     foreign: dict = field(default_factory=dict)  # C name → JIT symbol (header-defined ffunctions)
 
     def slot(self, name: str) -> Slot:
         return self._index[name]
 
     def finalize(self):
-        used = {line.iota for line in self.lines.values() if not line.is_scalar}
+        used = {line.iota for line in self.lines.values() if not line.is_scalar} | self.iota_readers
         # IOTA advances only where a ring buffer reads it
         self.post = [st for st in self.post
                      if not (isinstance(st, Store) and st.slot in self.iotas and st.slot not in used)]
@@ -348,6 +361,10 @@ class _Scheduler:
             return self.bind(s, Call(fname, args, nature, symbol or fname), rate)
         if op == "delay":
             return self._delay(s)
+        if op == "scatter":
+            return self._scatter(s)
+        if op == "rwtable_bar":
+            return self._rwtable_bar(s)
         if op == "proj":
             return self._proj(s)
         if op == "prefix":
@@ -458,9 +475,8 @@ class _Scheduler:
                 e.sig = s.args[1]  # the delay amount: the pipeline finds its place in the source
             raise
 
-    def _delay_checked(self, s: Sig):
-        x, d = s.args
-        x = self._closed(x)
+    def _amount_bound(self, d: Sig) -> int:
+        """The largest value of a delay amount d (> -1, bounded: FaustTypeError otherwise)."""
         lo, hi = self.t.interval[d]
         if math.isinf(lo) or math.isinf(hi):
             raise FaustTypeError("cannot bound the delay: the delay amount has no known range "
@@ -474,7 +490,13 @@ class _Scheduler:
         if hi > 2**24:
             raise FaustTypeError(f"delay too long: the delay amount may be as high as {hi:g} samples, "
                                  f"at most {2**24} (2^24) are supported (clamp it with min(d, N))")
-        maxd = int(hi)
+        return int(hi)
+
+    def _delay_checked(self, s: Sig):
+        x, d = s.args
+        x = self._closed(x)
+        lo = self.t.interval[d][0]
+        maxd = self._amount_bound(d)
         self._type_extra(x)
         line = self._line(x)
         line.max_delay = max(line.max_delay, maxd)
@@ -486,6 +508,51 @@ class _Scheduler:
         else:
             self.pending.append((x, line))
         return self.bind(s, LineRead(line.name, d_e, line.nature), "sample", "fTemp")
+
+    def _scatter(self, s: Sig):
+        """scatter(v, d) (reverse mode's transpose of a variable delay): out[m] = Σ v[k] over
+        k ≤ m with k + int(d[k]) = m.  A ring of accumulators: v is added d samples ahead,
+        then the current slot is read and cleared."""
+        v, d = s.args
+        try:
+            maxd = self._amount_bound(d)
+        except FaustTypeError as e:
+            e.sig = d
+            raise
+        nature = self.t.nature[s]
+        size = max(2, 1 << maxd.bit_length())
+        slot = self.new_slot("fScatter", nature, size, "state")
+        self.prog.iota_readers.add(self.iota)
+        d_e = self.arg(d, "int")
+        v_e = self.arg(v, nature)
+        iota = Load(self.iota, "int")
+        w = Var(self.fresh("iScatter"), "int")
+        self.sample.append(Let(w, Op("&", (Op("+", (iota, d_e), "int"), Const("int", size - 1)), "int")))
+        self.sample.append(StoreAt(slot, w, Op("+", (LoadAt(slot, w, nature), v_e), nature)))
+        r = Var(self.fresh("iScatter"), "int")
+        self.sample.append(Let(r, Op("&", (iota, Const("int", size - 1)), "int")))
+        out = Var(self.fresh("fScatter"), nature)
+        self.sample.append(Let(out, LoadAt(slot, r, nature)))
+        self.sample.append(StoreAt(slot, r, Const(nature, 0.0 if nature == "real" else 0)))
+        return out
+
+    def _rwtable_bar(self, s: Sig):
+        """rwtable_bar(v, w, r) (reverse mode's transpose of an rwtable write/read): an
+        accumulator table A of the table's size; per sample A[r] += v, then out = A[w], A[w] = 0."""
+        size = s.attr
+        v, w, r = s.args
+        nature = self.t.nature[s]
+        slot = self.new_slot("fTabBar", nature, max(2, size), "state")
+        v_e = self.arg(v, nature)
+        ri = Var(self.fresh("iTabBar"), "int")
+        self.sample.append(Let(ri, self._clamp(r, size)))
+        self.sample.append(StoreAt(slot, ri, Op("+", (LoadAt(slot, ri, nature), v_e), nature)))
+        wi = Var(self.fresh("iTabBar"), "int")
+        self.sample.append(Let(wi, self._clamp(w, size)))
+        out = Var(self.fresh("fTabBar"), nature)
+        self.sample.append(Let(out, LoadAt(slot, wi, nature)))
+        self.sample.append(StoreAt(slot, wi, Const(nature, 0.0 if nature == "real" else 0)))
+        return out
 
     def _ensure_written(self, x: Sig, line: Line):
         if line.name in self.written:
@@ -613,16 +680,18 @@ class LineRead:
     nature: str
 
 
-def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=None) -> Program:
+def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=None, accumulate: int = 0) -> Program:
     """The scheduling pass: typed output signals → Program.
 
-    foreign: {C name: JIT symbol} of ffunctions defined in headers (codegen.foreign_c)."""
+    foreign: {C name: JIT symbol} of ffunctions defined in headers (codegen.foreign_c).
+    accumulate: the last `accumulate` outputs are not written per sample but summed over
+    time into double slots (Program.accumulators), which a reset zeroes."""
     with paused_gc():
-        return _schedule(outputs, types, inputs, double, foreign)
+        return _schedule(outputs, types, inputs, double, foreign, accumulate)
 
 
-def _schedule(outputs, types: Types, inputs: int, double: bool, foreign) -> Program:
-    prog = Program(inputs=inputs, outputs=len(outputs), real="double" if double else "float")
+def _schedule(outputs, types: Types, inputs: int, double: bool, foreign, accumulate: int = 0) -> Program:
+    prog = Program(inputs=inputs, outputs=len(outputs) - accumulate, real="double" if double else "float")
     prog.foreign = dict(foreign or {})
     prog.slots.append(Slot("fSamplingFreq", "int", 1, "sr"))
     # widgets first, in UI order, so parameter slots have stable indices
@@ -638,7 +707,13 @@ def _schedule(outputs, types: Types, inputs: int, double: bool, foreign) -> Prog
         outs.append(sch.conv(e, types.nature[s], "real"))
     sch.drain()
     for i, e in enumerate(outs):
-        sch.sample.append(Output(i, e))
+        if i < prog.outputs:
+            sch.sample.append(Output(i, e))
+        else:
+            slot = f"fAcc{i - prog.outputs}"
+            prog.slots.append(Slot(slot, "double", 1, "state"))
+            prog.accumulators.append(slot)
+            sch.sample.append(Accumulate(slot, e))
     prog.sample = sch.sample
     prog.post = sch.post
     prog.finalize()

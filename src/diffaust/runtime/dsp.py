@@ -160,11 +160,80 @@ class Dsp:
             a = bufs[name] = np.empty(shape, dtype=dtype)
         return a
 
+    # ------------------------------------------------------------ parameters given per sample
+    def _split_params(self, params):
+        """(params given as numbers, {path: (n,) array} of those given per sample)."""
+        if not params or not hasattr(params, "items"):
+            return params, {}
+        const, vary = {}, {}
+        for k, v in params.items():
+            if isinstance(v, (np.ndarray, list, tuple)) and np.ndim(v) >= 1:
+                p = self.params[self.param_index(k)]
+                a = np.asarray(v)
+                if a.ndim != 1 or a.dtype.kind not in "fiub":
+                    raise UsageError(f"parameter '{p.label}' given per sample must be a 1-D array of "
+                                     f"numbers (samples,), got shape {a.shape}")
+                if not np.all(np.isfinite(a)):
+                    raise UsageError(f"parameter '{p.label}' given per sample holds NaN or Inf")
+                vary[p.path] = a
+            else:
+                const[k] = v
+        return const, vary
+
+    def _variant(self, paths: tuple) -> "Dsp":
+        """This program compiled with the widgets `paths` read from extra inputs (one per
+        path, after the program's own), built once per set of paths."""
+        variants = self.__dict__.setdefault("_variants", {})
+        v = variants.get(paths)
+        if v is None:
+            o = self.options
+            v = variants[paths] = compile_source(
+                self.source, self.filename, double=o.double, diff=o.diff, sample_rate=self.sample_rate,
+                import_dirs=o.import_dirs, use_cache=o.use_cache, bundled_only=o.bundled_only,
+                nondiff=o.nondiff, allow_native=o.allow_native, varying=paths)
+        return v
+
+    def _with_varying(self, x, n, params):
+        """(variant Dsp, inputs with the per-sample values appended, scalar params, paths) for a
+        call with parameters given per sample; None when there is none."""
+        const, vary = self._split_params(params)
+        if not vary:
+            return None
+        paths = tuple(sorted(vary))
+        if n is None:
+            n = np.shape(x)[-1] if x is not None else len(next(iter(vary.values())))
+        n = _check_n(n)
+        for path, a in vary.items():
+            if a.shape[0] < n:
+                label = self.params[self.param_index(path)].label
+                raise UsageError(f"parameter '{label}' given per sample has {a.shape[0]} samples, {n} needed")
+        if x is None:
+            xs = np.zeros((self.inputs, n), dtype=self.dtype)
+        else:
+            xs = np.asarray(x)
+            if xs.ndim == 1:
+                xs = xs[None, :]
+            if xs.ndim != 2 or xs.shape[0] != self.inputs or xs.shape[1] < n:
+                raise UsageError(f"x must have shape (inputs, n) = ({self.inputs}, {n}), got shape {xs.shape}")
+        x2 = np.empty((self.inputs + len(paths), n), dtype=self.dtype)
+        x2[:self.inputs] = xs[:, :n]
+        for k, path in enumerate(paths):
+            x2[self.inputs + k] = vary[path][:n]
+        p2 = dict(const or {})
+        p2.update({path: 0.0 for path in paths})
+        return self._variant(paths), x2, p2, paths, n
+
     def render(self, x=None, n: Optional[int] = None, params: Optional[dict] = None) -> np.ndarray:
         """Run from a fresh state.  x: (inputs, n) or None (zeros); returns (outputs, n).
 
+        params: {name: value}; a value may be an array (n,) to give the widget per sample
+        (automation; clamped to the widget's range, as a slider's value is).
         With diff=True the channels are the derivatives, in `derivative_names` order.
         """
+        w = self._with_varying(x, n, params)
+        if w is not None:
+            v, x2, p2, _, n = w
+            return v.render(x2, n, p2)
         y = self.instance(params).compute(x, n)
         if self.diff:
             return y[self.primal_outputs:]
@@ -180,6 +249,10 @@ class Dsp:
         """
         if not self.diff:
             raise UsageError("render_jvp needs a program compiled with diff=True")
+        w = self._with_varying(x, n, params)
+        if w is not None:  # d/dp of a per-sample parameter: along a constant offset of all samples
+            v, x2, p2, _, n = w
+            return v.render_jvp(x2, n, p2, reuse=reuse)
         if reuse:
             y = self._scratch_render(x, n, params)
         else:
@@ -187,6 +260,51 @@ class Dsp:
         p = self.primal_outputs
         k = len(self.diff_params)
         return y[:p], y[p:].reshape(p, k, y.shape[-1])
+
+    def vjp(self, x=None, y_bar=None, params: Optional[dict] = None, *, n: Optional[int] = None,
+            memory: Optional[int] = None):
+        """Reverse mode: the gradient of Σ_c Σ_n y_bar[c, n]·y[c, n] for a render from a reset
+        state, w.r.t. every `[diff:1]` parameter and every input sample, at a cost that does not
+        grow with the number of parameters.
+
+        x: (inputs, n) or None (zeros); y_bar: (primal_outputs, n); returns a `Gradient`
+        (`.params` {label: float}, `.input` (inputs, n), `.output` the primal y (primal_outputs, n)).
+        A parameter given per sample (params={"fc": ndarray (n,)}) gets its gradient per sample:
+        `.params["fc"]` has shape (n,).
+        memory: bytes of tape kept before checkpointing (default 256 MiB; a longer signal is
+        run twice forward, in segments).  The first call compiles the tape and adjoint programs."""
+        from .reverse import DEFAULT_MEMORY
+
+        w = self._with_varying(x, n, params)
+        if w is not None:
+            v, x2, p2, paths, n = w
+            g = v.vjp(x2, y_bar, p2, n=n, memory=memory)
+            by_path = {p.path: p.label for p in self.params}
+            for k, path in enumerate(paths):  # the per-sample parameter's gradient, per sample
+                g.params[by_path[path]] = g.input[self.inputs + k]
+            g.input = g.input[:self.inputs]
+            return g
+        if y_bar is None:
+            raise UsageError("vjp needs y_bar, the cotangent of the outputs: shape (outputs, n)")
+        yb = np.asarray(y_bar)
+        if n is None:
+            n = yb.shape[-1] if yb.ndim else None
+        n = _check_n(n)
+        rev = self.reverse()
+        return rev.run(x, n, params, lambda y: yb, memory=DEFAULT_MEMORY if memory is None else int(memory))
+
+    def reverse(self):
+        """The compiled reverse-mode programs of this Dsp (`runtime.reverse.Reverse`), built once."""
+        r = self.__dict__.get("_reverse")
+        if r is None:
+            with _REVERSE_LOCK:
+                r = self.__dict__.get("_reverse")
+                if r is None:
+                    from .reverse import Reverse
+
+                    r = self._reverse = Reverse(self)
+                    _warn(r.warnings)
+        return r
 
     def listing(self, lang: str = "c") -> str:
         """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
@@ -243,6 +361,13 @@ class Instance:
             pv.value = p.init
         self.dsp._init(self._addr, self.dsp.sample_rate)
 
+    def snapshot(self) -> np.ndarray:
+        """A copy of the whole state (parameters included): `restore` returns to it."""
+        return self._state.copy()
+
+    def restore(self, snapshot: np.ndarray) -> None:
+        np.copyto(self._state, snapshot)
+
     def set_param(self, name, value: float):
         i = self.dsp.param_index(name)
         try:
@@ -297,6 +422,20 @@ class Instance:
         if n > 0:
             self.dsp._compute(self._addr, n, ip, op)
         return y
+
+    def compute_rows(self, inputs, outputs, n: int) -> None:
+        """Run n samples from and into lists of 1-D C-contiguous arrays of the samples' dtype
+        (one per input, one per output channel, each at least n long; not checked beyond that:
+        the fast path of reverse mode)."""
+        if len(inputs) != self._nin or len(outputs) != self._nout:
+            raise UsageError(f"compute_rows: {self._nin} inputs and {self._nout} outputs expected")
+        for a in (*inputs, *outputs):
+            if a.dtype != self.dsp.dtype or a.ndim != 1 or a.shape[0] < n or not a.flags.c_contiguous:
+                raise UsageError("compute_rows: rows must be C-contiguous 1-D arrays of the samples' dtype")
+        ip = (ctypes.c_void_p * max(self._nin, 1))(*[a.ctypes.data for a in inputs])
+        op = (ctypes.c_void_p * max(self._nout, 1))(*[a.ctypes.data for a in outputs])
+        if n > 0:
+            self.dsp._compute(self._addr, n, ip, op)
 
     def step(self, inputs=()) -> list:
         """One sample: inputs is a sequence of `inputs` floats; returns every output channel."""
@@ -369,7 +508,7 @@ def _read_source(source_or_path) -> tuple[str, str]:
 
 def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_rate: int = 44100,
             import_dirs=(), trace: bool = False, use_cache: bool = True, bundled_only: bool = False,
-            nondiff=(), allow_native: bool = False) -> Dsp:
+            nondiff=(), allow_native: bool = False, varying=()) -> Dsp:
     """Compile Faust source text or a .dsp file to a runnable `Dsp`.
 
     double: float64 samples and arithmetic (default float32, like Faust).
@@ -382,24 +521,37 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
     allow_native: allow an ffunction whose C/C++ header is not one of an installed Faust's
           own: it is compiled with the system C++ compiler and loaded into this process.
     use_cache: read and write the on-disk caches (also off with DIFFAUST_NO_CACHE=1).
+    varying: widget paths given per sample: each becomes an extra input after the program's
+          own (what `render(..., params={name: ndarray})` compiles; see `Dsp.render`).
     """
-    sample_rate = _check_sample_rate(sample_rate)
     source, filename = _read_source(source_or_path)
+    return compile_source(source, filename, double=double, diff=diff, sample_rate=sample_rate,
+                          import_dirs=import_dirs, trace=trace, use_cache=use_cache, bundled_only=bundled_only,
+                          nondiff=nondiff, allow_native=allow_native, varying=varying)
+
+
+def compile_source(source: str, filename: str, *, double: bool = False, diff: bool = False,
+                   sample_rate: int = 44100, import_dirs=(), trace: bool = False, use_cache: bool = True,
+                   bundled_only: bool = False, nondiff=(), allow_native: bool = False, varying=()) -> Dsp:
+    """`compile` of source text read from `filename` ('<string>' for text given directly)."""
+    sample_rate = _check_sample_rate(sample_rate)
     if isinstance(nondiff, str):
         nondiff = (nondiff,)
     # sorted and without repeats: the same declaration gives the same cache entry
     nondiff = tuple(sorted(set(nondiff))) if diff else ()
     import_dirs = tuple(os.fspath(d) for d in import_dirs)
     use_cache = cache.enabled(use_cache) and not trace
+    varying = tuple(varying)
     opts = CompileOptions(double=double, diff=diff, import_dirs=import_dirs, bundled_only=bundled_only,
-                          trace=trace, nondiff=nondiff, allow_native=bool(allow_native), use_cache=use_cache)
+                          trace=trace, nondiff=nondiff, allow_native=bool(allow_native), use_cache=use_cache,
+                          varying=varying)
     from ..codegen.llvm import jit
 
     # the key: everything given to the compiler (-I folders as absolute paths); what it
     # finds on disk is checked when an entry is loaded (cache.load)
     key = cache.make_key(source, filename, (double, diff, tuple(os.path.abspath(d) for d in import_dirs),
                                             bundled_only, os.environ.get("FAUST_LIB_PATH", ""), nondiff,
-                                            bool(allow_native)))
+                                            bool(allow_native)) + ((varying,) if varying else ()))
     if use_cache:
         entry = cache.load(key)
         if entry is not None:
@@ -430,6 +582,8 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
             cache.store(key, meta, obj, st.deps.to_json(), libs)
     return Dsp(meta, addrs[0], addrs[1], source, filename, opts, sample_rate, "\n".join(st.trace))
 
+
+_REVERSE_LOCK = threading.Lock()
 
 # JIT symbol names handed out in this process: a name is used by one object only
 _SYMBOLS: set = set()
@@ -470,12 +624,18 @@ def _load_entry(entry) -> Optional[tuple]:
 
 
 def _warn(messages) -> None:
+    """Warn, attributed to the first caller outside diffaust (compile's caller)."""
+    import sys
     import warnings
 
     from ..errors import DiffaustWarning
 
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, f = 1, sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(here + os.sep):
+        level, f = level + 1, f.f_back
     for m in messages:
-        warnings.warn(m, DiffaustWarning, stacklevel=3)
+        warnings.warn(m, DiffaustWarning, stacklevel=level)
 
 
 def _metadata(st) -> dict:

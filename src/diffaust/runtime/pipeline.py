@@ -42,6 +42,9 @@ class CompileOptions:
     nondiff: tuple = ()
     allow_native: bool = False
     use_cache: bool = True  # may keep built foreign-function shims in the on-disk cache
+    # widget paths given per sample: each becomes an extra input (after the program's own),
+    # clamped to the widget's range, plus the widget itself (set to 0 to read the input alone)
+    varying: tuple = ()
 
 
 @dataclass
@@ -122,6 +125,30 @@ def normalize_signals(st: Stages, opts: CompileOptions):
 
     st.outputs = normalize(st.outputs)
     check_widgets(st.outputs, st.spans)  # on what is left, as Faust (a widget times 0 is gone)
+
+
+def vary_params(st: Stages, opts: CompileOptions):
+    """Widgets given per sample (opts.varying): widget c → min(max(input, lo), hi) + c, the
+    input numbered after the program's own.  With c set to 0 the program reads the per-sample
+    values; c stays a parameter (its derivative is that of a constant offset)."""
+    if not opts.varying:
+        return
+    from ..autodiff.jvp import substitute_nodes
+    from ..errors import UsageError
+    from ..signals import build as B
+    from ..signals.nodes import input_, walk
+
+    controls = {n.attr.path: n for n in walk(st.outputs) if n.op == "control"}
+    mapping = {}
+    for k, path in enumerate(opts.varying):
+        c = controls.get(path)
+        if c is None:
+            raise UsageError(f"parameter '{path}' given per sample is not a widget the program's outputs use")
+        lo, hi = sorted((float(c.attr.min), float(c.attr.max)))
+        v = B.prim("max", B.prim("min", input_(st.inputs + k), B.const(hi)), B.const(lo))
+        mapping[c] = B.add(v, c)
+    st.outputs = substitute_nodes(st.outputs, mapping)
+    st.inputs += len(opts.varying)
 
 
 def differentiate(st: Stages, opts: CompileOptions):
@@ -267,8 +294,8 @@ def schedule_program(st: Stages, opts: CompileOptions):
     st.program = schedule(st.signals, st.types, st.inputs, opts.double, foreign=st.foreign)
 
 
-PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize_signals, differentiate, infer_types, link_foreign,
-          schedule_program]
+PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize_signals, vary_params, differentiate,
+          infer_types, link_foreign, schedule_program]
 
 
 # One compile at a time per process: the passes share process-wide state (the signal

@@ -51,7 +51,7 @@ def local_nature(s: Sig, nature_of):
                 return None
             return r if r == r2 else None
         return p.nature(*ns)
-    if op == "delay":
+    if op in ("delay", "scatter", "rwtable_bar"):
         return nature_of(s.args[0])
     if op == "prefix":
         a, b = nature_of(s.args[0]), nature_of(s.args[1])

@@ -80,6 +80,7 @@ class FitResult:
     best_iteration  the iteration whose values are ``params``
     start         with several starts: the index of the best one (0: the initial values)
     starts        one summary per start: ``{"start": values, "loss", "iterations", "stop_reason"}``
+    ad            how the gradients were computed: "forward" or "reverse"
     """
 
     params: dict
@@ -93,10 +94,11 @@ class FitResult:
     best_iteration: int = 0
     start: int = 0
     starts: list = field(default_factory=list)
+    ad: str = "forward"
 
     def to_json(self) -> dict:
         """``{"params", "loss", "iterations", "stop_reason", "seconds", "best_iteration",
-        "diverged_at"}`` and, with several starts, ``"start"`` and ``"starts"`` (JSON-ready;
+        "diverged_at", "ad"}`` and, with several starts, ``"start"`` and ``"starts"`` (JSON-ready;
         a non-finite loss is written as null)."""
         def num(v):
             v = float(v)
@@ -105,7 +107,7 @@ class FitResult:
         out = {"params": {k: float(v) for k, v in self.params.items()}, "loss": num(self.loss),
                "iterations": int(self.iterations), "stop_reason": self.stop_reason,
                "seconds": float(self.seconds), "best_iteration": int(self.best_iteration),
-               "diverged_at": self.diverged_at}
+               "diverged_at": self.diverged_at, "ad": self.ad}
         if len(self.starts) > 1:
             out["start"] = int(self.start)
             out["starts"] = [dict(st, loss=num(st["loss"]), start={k: float(v) for k, v in st["start"].items()})
@@ -177,16 +179,21 @@ def _positive_int(value, what: str, allow_none: bool = False):
 
 
 # ------------------------------------------------------------------ fit
-def loss_and_grad(dsp, lossf, target, x, n, values):
+def loss_and_grad(dsp, lossf, target, x, n, values, ad: str = "forward"):
     """The block loss and its gradient w.r.t. the diff parameters, in their own units.
 
     Renders ``n`` samples of ``dsp`` (diff=True) from a reset state with ``values``
     (name -> value); ``target`` (primal_outputs, n), ``x`` (inputs, n) or None.
     Returns ``(L, dL/dp)`` with ``dL/dp[p] = sum_c sum_n dL/dy[c, n] * dy[c, p, n]``
     (float64, shape (n_diff,), ``dsp.diff_params`` order).
+    ad: ``"forward"`` (render_jvp: one tangent per parameter) or ``"reverse"`` (``Dsp.vjp``:
+    the tape and adjoint programs, a cost independent of the number of parameters).
     """
     from ..runtime.dsp import Dsp
     from .losses import cached_bind, is_pure_loss, param_gradient
+
+    if ad == "reverse":
+        return _loss_and_grad_reverse(dsp, lossf, target, x, n, values)
 
     if not isinstance(dsp, Dsp):  # a stand-in with render_jvp only
         y, dy = dsp.render_jvp(x, n, params=values)
@@ -209,6 +216,62 @@ def loss_and_grad(dsp, lossf, target, x, n, values):
     return float(L), param_gradient(np.asarray(g, dtype=np.float64).reshape(y.shape), dy)
 
 
+def _loss_and_grad_reverse(dsp, lossf, target, x, n, values):
+    """loss_and_grad by reverse mode: dL/dy is the cotangent of the backward sweep."""
+    from .losses import cached_bind
+
+    rev = dsp.reverse()
+    bound = cached_bind(dsp._tls, lossf, target)
+    box = {}
+
+    def cotangent(y):
+        y64 = y.astype(np.float64)
+        L, g = bound(y64) if bound is not None else lossf(y64, target)
+        g = np.asarray(g, dtype=np.float64).reshape(y.shape)
+        box["L"] = float(L)
+        if not (math.isfinite(box["L"]) and np.all(np.isfinite(g))):
+            box["L"] = math.nan  # the fit stops as diverged; the sweep runs on zeros
+            return np.zeros_like(g)
+        return g
+
+    G = rev.run(x, n, values, cotangent)
+    if math.isnan(box["L"]):
+        return math.nan, np.full(len(dsp.diff_params), math.nan)
+    return box["L"], np.array([G.by_path[p.path] for p in dsp.diff_params], dtype=np.float64)
+
+
+AD_MODES = ("auto", "forward", "reverse")
+
+
+def choose_ad(dsp, ad: str, trial: Optional[Callable] = None) -> str:
+    """The differentiation mode of a fit: ``forward`` or ``reverse`` as asked; ``auto``:
+    forward for up to 2 parameters (one tangent each costs less than the tape and the
+    backward sweep), else whichever of the two computes `trial(mode)` (one gradient of the
+    fit's first block) faster, each timed twice; forward when reverse mode cannot be built
+    for the program (a DerivativeError: rwtable...)."""
+    if ad not in AD_MODES:
+        raise UsageError(f"unknown differentiation mode '{ad}' (expected {', '.join(AD_MODES)})")
+    if ad != "auto":
+        return ad
+    if len(dsp.diff_params) <= 2 or trial is None:
+        return "forward"
+    from ..errors import DerivativeError
+
+    try:
+        dsp.reverse()
+    except DerivativeError:
+        return "forward"
+    best = {}
+    for mode in ("forward", "reverse"):
+        ts = []
+        for _ in range(2):
+            t0 = time.perf_counter()
+            trial(mode)
+            ts.append(time.perf_counter() - t0)
+        best[mode] = min(ts)
+    return min(best, key=best.get)
+
+
 @dataclass
 class _Setup:
     """What every iteration of a fit needs: the blocks, the loss, the optimizer and the
@@ -228,6 +291,7 @@ class _Setup:
     fixed: dict                 # label -> value of the non-diff widgets given in params
     blocks: list                # [(target (P, n), x (inputs, n) or None)], one per pair
     n: int
+    ad: str = "forward"         # differentiation mode: forward | reverse (see choose_ad)
 
 
 def _key(dsp, p):
@@ -317,10 +381,10 @@ def _batch_loss_and_grad(s: _Setup, values: dict):
     """Loss and dL/dp averaged over the batch's pairs: L = (1/K) Σ_k L_k."""
     if len(s.blocks) == 1:
         t, xx = s.blocks[0]
-        return loss_and_grad(s.dsp, s.lossf, t, xx, s.n, values)
+        return loss_and_grad(s.dsp, s.lossf, t, xx, s.n, values, s.ad)
     L, g = 0.0, 0.0
     for t, xx in s.blocks:
-        Lk, gk = loss_and_grad(s.dsp, s.lossf, t, xx, s.n, values)
+        Lk, gk = loss_and_grad(s.dsp, s.lossf, t, xx, s.n, values, s.ad)
         L, g = L + Lk, g + gk
     K = len(s.blocks)
     return L / K, g / K
@@ -480,7 +544,7 @@ def fit_block(dsp, target, x=None, *, loss="mse", optimizer="adam", lr: Optional
               schedule="adaptive", clip: Optional[float] = None, tolerance: float = 0.0,
               patience: Optional[int] = None, n: Optional[int] = None,
               callback: Optional[Callable] = None, lr_params: Optional[dict] = None,
-              starts: int = 1, seed: int = 0) -> FitResult:
+              starts: int = 1, seed: int = 0, ad: str = "auto") -> FitResult:
     """Fit the ``[diff:1]`` parameters of ``dsp`` so that its output matches ``target``.
 
     dsp         a Dsp compiled with ``diff=True`` (``double=True`` recommended)
@@ -511,6 +575,10 @@ def fit_block(dsp, target, x=None, *, loss="mse", optimizer="adam", lr: Optional
     starts      multi-start: run from the initial values, then from ``starts - 1`` points
                 spread over the sliders' ranges, and keep the best
     seed        the spread of the extra starting points
+    ad          how gradients are computed: ``forward`` (one tangent per parameter),
+                ``reverse`` (tape and backward sweep: a cost independent of the number of
+                parameters) or ``auto`` (default: see :func:`choose_ad`); ``FitResult.ad``
+                says which ran
 
     A NaN or infinite loss or gradient stops a start with ``stop_reason == "diverged"``
     (``diverged_at`` = that iteration); the values kept are those of the best iteration.
@@ -520,11 +588,15 @@ def fit_block(dsp, target, x=None, *, loss="mse", optimizer="adam", lr: Optional
     patience = _positive_int(patience, "patience", allow_none=True)
     s = _setup(dsp, target, x, loss=loss, optimizer=optimizer, lr=lr, params=params, schedule=schedule,
                clip=clip, n=n, lr_params=lr_params)
+    t0, x0 = s.blocks[0]
+    s.ad = choose_ad(dsp, ad, lambda mode: loss_and_grad(dsp, s.lossf, t0, x0, s.n, dict(s.values), mode))
 
     def step_fn_for():
         return lambda values, it: _batch_loss_and_grad(s, values)
 
-    return _fit_starts(s, iterations, float(tolerance), patience, callback, starts, seed, step_fn_for)
+    res = _fit_starts(s, iterations, float(tolerance), patience, callback, starts, seed, step_fn_for)
+    res.ad = s.ad
+    return res
 
 
 DEFAULT_WINDOW = 2048
@@ -736,7 +808,8 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
                n (samples; default the target's length); progress (block/stream: a tqdm
                progress bar on stderr after one second, default False); then the options of the chosen
                mode (block/stream: schedule, clip, tolerance, patience, lr_params, starts,
-               seed; stream: window, hop; sample: sensitivity, patience)
+               seed; block: ad ("auto", "forward", "reverse"); stream: window, hop; sample:
+               sensitivity, patience)
 
     Returns a :class:`FitResult` (block and stream modes) or a ``History`` (sample mode).
 
@@ -794,6 +867,12 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
     allowed = {"schedule", "clip", "tolerance", "patience", "lr_params", "starts", "seed"}
     if mode == "stream":
         allowed |= {"window", "hop"}
+        if options.get("ad", "forward") not in ("auto", "forward"):
+            raise UsageError("fit: mode='stream' carries the tangents from window to window: forward mode "
+                             "only (ad='forward' or 'auto')")
+        options.pop("ad", None)
+    else:
+        allowed |= {"ad"}
     unknown = set(options) - allowed
     if unknown:
         raise UsageError(f"fit: mode='{mode}' does not take {', '.join(sorted(unknown))}")

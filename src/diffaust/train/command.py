@@ -37,6 +37,7 @@ _MODE_FLAGS = {
     "window": ("--window", ("stream",)),
     "hop": ("--hop", ("stream",)),
     "pair": ("--pair", ("block",)),
+    "ad": ("--ad", ("block",)),
     "sensitivity": ("--sensitivity", ("sample",)),
     "single": ("--float", ("block", "stream")),
 }
@@ -346,7 +347,8 @@ def _run_block(args, cli, pairs, diff_path, ex) -> int:
               lr_params={k: v for k, v in lr_params.items()}, starts=starts, seed=args.seed or 0)
     try:
         if mode == "block":
-            res = fit_block(learn, ts if len(ts) > 1 else ts[0], xs if len(xs) > 1 else xs[0], n=n, **kw)
+            res = fit_block(learn, ts if len(ts) > 1 else ts[0], xs if len(xs) > 1 else xs[0], n=n,
+                            ad=args.ad or "auto", **kw)
         else:
             res = fit_stream(learn, ts[0], xs[0], n=n, window=window, hop=hop, **kw)
     finally:
@@ -363,7 +365,7 @@ def _run_block(args, cli, pairs, diff_path, ex) -> int:
     print(f"Iterations: {res.iterations}, best loss: {res.loss:.3e}, time: {res.seconds:.2f} s")
     cli._print_values(res.params, ex)
     extra = {"mode": mode, "loss_function": loss, "optimizer": optimizer, "learning_rate": lr,
-             "schedule": schedule.name, "samples": n}
+             "schedule": schedule.name, "samples": n, "ad": getattr(res, "ad", "forward")}
     if mode == "stream":
         extra.update(window=window, hop=hop)
     js = res.to_json()

@@ -1,0 +1,412 @@
+"""Reverse mode: signals → the adjoint program, a signal program that runs backward in time.
+
+The program's outputs y are linear in nothing, but their tangents are: ẏ = J·v where J
+is a causal, time-varying linear system built from the primal signals.  Reverse mode
+computes Jᵀ·ȳ.  Written in reversed time m = N−1−n, the transpose of a causal system
+is causal again, so the adjoint is an ordinary signal program of this IR, compiled by
+the same passes (typing, scheduling, LLVM) as any other:
+
+  node u (cotangent ū)             contribution to its arguments (reversed time)
+  prim f(a, ...)                   ā_i += (∂f/∂a_i)·ū, the partial taken from f's jvp rule
+                                   with a unit tangent on argument i (primitives/table.py:
+                                   one rule gives both modes)
+  ffunction f(a, ...)              the same, from primitives/foreign.py
+  x@d, d constant                  x̄ += ū@d      (the adjoint of a delay is an advance:
+                                   a delay again in reversed time)
+  x@d, d a signal                  x̄ += scatter(ū, d): ū[m] lands d[m] samples later
+                                   (x[n−d[n]] read ⇒ x̄[n−d[n]] += ū[n]); d itself gets
+                                   nothing (Faust truncates it: piecewise constant)
+  prefix(i, x)                     x̄ += ū@1  (i depending on a parameter: DerivativeError)
+  rdtable(gen, G(int(x)))          x̄ += (tab[G(int(x)+1)] − tab[G(int(x))])·ū (the slope
+                                   convention of autodiff/tables.py, as forward mode)
+  bargraph(x)                      x̄ += ū
+  rwtable(gen, w, v, r)            backward, ū is added to the cell read (r), and v̄ is what the
+                                   written cell (w) holds then, the cell emptied (`rwtable_bar`);
+                                   content from init depending on a parameter: DerivativeError
+
+Recursion.  A group g (bodies b_j, outputs y_j) reads its outputs through
+r = proj(j, recvar g) under delays d ≥ 1.  Its adjoint is a group ḡ of reversed time
+whose outputs are z_j[m] = r̄_j[m+1], the cotangent that the feedback reads of y_j
+receive, one sample early: each read r@d contributes ū@(d−1) (a scatter with d−1 for a
+variable amount).  Then ȳ_j = ext_j + z_j@1, where ext_j is what the uses of y_j outside
+the group contribute: ȳ_j is what the bodies' cotangents are built from, and the
+feedback z@1 is under a delay, as a recursion must be.  What the group's nodes
+contribute to nodes outside it (inputs, parameters, the primal signals feeding it) is
+exported as further outputs of ḡ, so that nothing inside is computed twice.  Groups
+nested in groups (an allpass inside a reverb's feedback loop) nest the same way.
+
+Primal values.  A partial such as cos(x) or 1 − tanh² is a primal signal.  When it
+varies per sample it is read from a tape: the *tape program* (the primal outputs
+followed by every such partial) runs forward, its tape channels are reversed in time
+and become inputs of the adjoint program.  Partials that depend only on widgets and
+constants are computed in the adjoint program itself, once per block.
+
+The adjoint program's inputs: ȳ for each primal output, then the tape channels.  Its
+outputs: x̄ for each input of the program, then p̄ for each variable, all in reversed
+time.  A variable's gradient is the sum of its stream over time; its stream is the
+gradient with respect to a per-sample value of the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import DerivativeError
+from ..primitives.table import PRIMITIVES
+from ..signals import build as B
+from ..signals.nodes import Sig, free_recvars, input_, mk, proj, rec, recvar, walk
+from .jvp import dependence
+from .tables import fractional_parts, neighbour_index
+
+# ops whose value changes from sample to sample (what depends on them must be taped)
+_SAMPLE_OPS = frozenset(("input", "recvar", "rec", "proj", "delay", "prefix", "rwtable", "waveform", "fvar",
+                         "scatter", "rwtable_bar"))
+
+
+@dataclass
+class Adjoint:
+    """The result of `vjp_program`.
+
+    tape:     primal signals (may read recursions of the primal program by name) whose
+              values the adjoint program reads, in order: tape channel k is input
+              n_cotangents + k of `outputs`' program
+    outputs:  the adjoint program's outputs: x̄ per program input, then p̄ per variable
+    n_cotangents: number of ȳ inputs (the primal outputs)
+    """
+
+    tape: list
+    outputs: list
+    n_cotangents: int
+    n_inputs: int
+    variables: list
+
+    @property
+    def inputs(self) -> int:
+        return self.n_cotangents + len(self.tape)
+
+
+def vjp_program(outputs, variables, n_inputs: int, nondiff=frozenset(), warnings: list | None = None) -> Adjoint:
+    """The adjoint program of `outputs` with respect to `variables` (control signals) and
+    the program's `n_inputs` inputs (see the module's docstring)."""
+    with B.paused_gc():
+        return _Transposer(outputs, variables, n_inputs, nondiff, warnings).run()
+
+
+def _sum(terms) -> Sig:
+    """Σ terms, as a balanced tree of additions (no long chains to schedule)."""
+    terms = [t for t in terms if not B.is_zero(t)]
+    if not terms:
+        return B.const(0.0)
+    while len(terms) > 1:
+        terms = [B.add(terms[i], terms[i + 1]) if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+class _Transposer:
+    def __init__(self, outputs, variables, n_inputs, nondiff, warnings):
+        self.outputs = list(outputs)
+        self.variables = list(variables)
+        self.n_inputs = n_inputs
+        self.nondiff = frozenset(nondiff)
+        self.warnings = warnings
+        self.order = walk(self.outputs)
+        self.groups = {n.attr: n for n in self.order if n.op == "rec"}
+        leaves = self.variables + [input_(i) for i in range(n_inputs)]
+        masks = dependence(self.order, leaves)
+        self.active = {n for n, m in masks.items() if m}
+        self.free: dict = {}
+        self.fractional = fractional_parts(self.order)
+        from ..signals.types import infer_types
+
+        self.intervals = infer_types(self.outputs).interval
+        # the innermost group of every node (None: outside every recursion)
+        depth: dict = {}
+
+        def group_depth(name):
+            if name not in depth:
+                outer = free_recvars(self.groups[name], self.free)
+                depth[name] = 1 + max((group_depth(v) for v in outer), default=0)
+            return depth[name]
+
+        self.owner: dict = {}
+        self.scope: dict = {}
+        for n in self.order:
+            fv = free_recvars(n, self.free)
+            own = max(fv, key=group_depth) if fv else None
+            self.owner[n] = own
+            if own is not None:
+                self.scope.setdefault(own, []).append(n)
+        self.acc: dict = {}        # node -> list of cotangent terms (signals of the adjoint program)
+        self.touched: list = []    # one set per open group: nodes given terms while it was open
+        self.feedback: dict = {}   # open group name -> [terms of z_j] per output
+        self.tape: list = []
+        self.tape_index: dict = {}
+        self.sample_memo: dict = {}
+        self.n_cot = len(self.outputs)
+
+    # -- bookkeeping
+    def add(self, target: Sig, term: Sig):
+        if B.is_zero(term) or target not in self.active:
+            return
+        self.acc.setdefault(target, []).append(term)
+        for t in self.touched:
+            t.add(target)
+
+    def take(self, node: Sig) -> Sig:
+        return _sum(self.acc.pop(node, ()))
+
+    def is_sample(self, s: Sig) -> bool:
+        memo = self.sample_memo
+        r = memo.get(s)
+        if r is not None:
+            return r
+        for n in walk([s], stop=memo):
+            if n not in memo:
+                memo[n] = n.op in _SAMPLE_OPS or any(memo[a] for a in n.args)
+        return memo[s]
+
+    def coef(self, c: Sig) -> Sig:
+        """A primal value as the adjoint program reads it: itself when it is constant within
+        a block (widgets, constants), else a tape channel."""
+        while c.op == "prim" and c.attr == "*" and any(B.is_one(a) for a in c.args):
+            c = c.args[1] if B.is_one(c.args[0]) else c.args[0]  # 1·x: x (the product with ū is real)
+        if c.op == "const" or not self.is_sample(c):
+            return c
+        k = self.tape_index.get(c)
+        if k is None:
+            k = self.tape_index[c] = len(self.tape)
+            self.tape.append(c)
+        return input_(self.n_cot + k)
+
+    def amount(self, d: Sig, less: int) -> Sig:
+        """A variable delay amount minus `less`, as the adjoint program reads it, clamped to the
+        range the primal program's typing gives it (so that the scatter line gets its size:
+        a tape channel carries no range)."""
+        lo, hi = self.intervals[d]
+        c = self.coef(B.sub(d, B.const(less)) if less else d)
+        if c.op == "input":
+            c = B.prim("max", B.prim("min", c, B.const(float(hi - less))), B.const(float(lo - less)))
+        return c
+
+    # -- the pass
+    def run(self) -> Adjoint:
+        for o, y in enumerate(self.outputs):
+            if B.nature(y) != "int":
+                self.add(y, input_(o))
+        for u in reversed(self.order):
+            if self.owner[u] is None:
+                self.transpose(u)
+        outs = [self.take(input_(i)) for i in range(self.n_inputs)]
+        outs += [self.take(v) for v in self.variables]
+        return Adjoint(self.tape, outs, self.n_cot, self.n_inputs, self.variables)
+
+    def transpose(self, u: Sig):
+        op = u.op
+        if op == "rec":
+            if u in self.active:
+                self.transpose_group(u)
+            return
+        if op == "proj" and u.args[0].op == "recvar" and self.acc.get(u):
+            raise DerivativeError("reverse mode: a recursion's output is read without a delay")
+        if op in ("proj", "control", "input", "const", "fconst", "fvar", "waveform", "recvar"):
+            return  # projections: read by their group; leaves: collected by run()
+        if u not in self.active:
+            return
+        u_bar = self.take(u)
+        if B.is_zero(u_bar) or B.nature(u) == "int":
+            return
+        args = u.args
+        if op == "prim":
+            p = PRIMITIVES[u.attr]
+            if p.jvp is None:
+                raise DerivativeError(f"primitive '{u.attr}' has no derivative rule")
+            self.transpose_pointwise(u, u_bar, lambda dots: p.jvp(args, dots))
+        elif op == "ffun":
+            self.transpose_foreign(u, u_bar)
+        elif op == "delay":
+            self.transpose_delay(u, u_bar)
+        elif op == "prefix":
+            init, x = args
+            if init in self.active and B.nature(init) != "int":
+                raise DerivativeError("reverse mode: the initial value of a prefix (') depends on a "
+                                      "[diff:1] parameter or an input; use forward mode (--ad forward)")
+            self.add(x, B.delay(u_bar, B.const(1)))
+        elif op == "rdtable":
+            self.transpose_table(u, u_bar)
+        elif op == "bargraph":
+            self.add(args[0], u_bar)
+        elif op == "rwtable":
+            self.transpose_rwtable(u, u_bar)
+        else:
+            raise DerivativeError(f"reverse mode: signal '{op}' has no transpose rule")
+
+    def transpose_pointwise(self, u, u_bar, jvp):
+        """ā_i += (∂u/∂a_i)·ū, with ∂u/∂a_i = jvp(unit tangent on a_i): the rules are linear
+        in the tangents, so this is exact."""
+        args = u.args
+        zero = B.const(0.0)
+        for i, a in enumerate(args):
+            if a not in self.active or B.nature(a) == "int":
+                continue  # forward mode gives an int signal (or a constant one) tangent 0
+            dots = [zero] * len(args)
+            dots[i] = B.const(1.0)
+            partial = jvp(dots)
+            if B.is_zero(partial):
+                continue
+            self.add(a, B.mul(self.coef(partial), u_bar))
+
+    def transpose_foreign(self, u, u_bar):
+        from ..primitives.foreign import lookup
+
+        if any(c in self.nondiff for c in u.attr.names):
+            return  # declared constant (--nondiff): derivative 0
+        fn = lookup(u.attr)
+        if fn is None or fn.jvp is None:
+            name = u.attr.names[0]
+            raise DerivativeError(f"foreign function '{name}' ({'|'.join(u.attr.names)}) has no derivative "
+                                  f"rule: declare it constant with --nondiff {name} (diffaust.compile(..., "
+                                  f"nondiff=('{name}',))) to give it derivative 0")
+        self.transpose_pointwise(u, u_bar, lambda dots: fn.jvp(u, u.args, dots))
+
+    def transpose_delay(self, u, u_bar):
+        x, d = u.args
+        if d in self.active and B.nature(d) != "int" and self.warnings is not None:
+            # as forward mode: a real amount that moves with a parameter (an int one is int(d): its
+            # derivative 0 is plain; de.fdelay's amounts are ints, its fraction interpolates)
+            msg = ("the amount of a delay '@' depends on a [diff:1] parameter or an input, but Faust "
+                   "truncates a delay amount to an integer: its derivative is 0 there (to learn a delay "
+                   "time, interpolate: de.fdelay)")
+            if msg not in self.warnings:
+                self.warnings.append(msg)
+        if x.op == "proj" and x.args[0].op == "recvar":
+            # a feedback read r@d of a group's output: z = r̄ one sample early
+            name, j = x.args[0].attr, x.attr
+            z = self.feedback.get(name)
+            if z is None:
+                raise AssertionError(f"internal error: feedback read of group {name} outside it")
+            if d.op == "const":
+                if d.attr[1] < 1:
+                    raise DerivativeError("reverse mode: a recursion reads its own current value")
+                z[j].append(B.delay(u_bar, B.const(int(d.attr[1]) - 1)))
+            else:
+                z[j].append(mk("scatter", None, (u_bar, self.amount(d, 1))))
+            return
+        if x not in self.active or B.nature(x) == "int":
+            return
+        if d.op == "const":
+            self.add(x, B.delay(u_bar, d))
+        else:
+            self.add(x, mk("scatter", None, (u_bar, self.amount(d, 0))))
+
+    def transpose_rwtable(self, u, u_bar):
+        """y[n] = T[r[n]] after T[w[n]] = v[n] (a read sees the same sample's write): backward,
+        ū[n] is added to the cell it read, and the write takes what its cell holds then
+        (v̄[n] = A[w[n]], A[w[n]] = 0: an earlier write is overwritten, it gets nothing later)."""
+        gen, widx, wsig, ridx = u.args
+        if gen in self.active and B.nature(gen) != "int":
+            raise DerivativeError("reverse mode: the initial content of an rwtable depends on a [diff:1] "
+                                  "parameter: not transposed; use forward mode (--ad forward)")
+        if wsig not in self.active or B.nature(wsig) == "int":
+            return
+        self.add(wsig, mk("rwtable_bar", u.attr, (u_bar, self.coef(widx), self.coef(ridx))))
+
+    def transpose_table(self, u, u_bar):
+        gen, idx = u.args
+        if gen.op == "const" or idx not in self.active:
+            return  # content fixed at init; an index free of parameters and inputs
+        r = neighbour_index(idx, lambda s: s in self.active, self.groups)
+        if r is None:
+            return  # a genuinely integer index: piecewise constant, derivative 0
+        x, idx_next = r
+        if x in self.fractional:
+            return  # interpolated with x's fraction: the interpolation carries the slope
+        slope = B.sub(mk("rdtable", u.attr, (gen, idx_next)), u)
+        self.add(x, B.mul(self.coef(slope), u_bar))
+
+    # -- recursion
+    def transpose_group(self, g: Sig):
+        name = g.attr
+        bname = f"{name}_bar"
+        k = len(g.args)
+        ext = [self.take(proj(j, g)) for j in range(k)]
+        touched: set = set()
+        self.touched.append(touched)
+        self.feedback[name] = [[] for _ in range(k)]
+        ref = recvar(bname)
+        for j, body in enumerate(g.args):
+            if body in self.active and B.nature(body) != "int":
+                # ȳ_j = ext_j + z_j@1
+                self.add(body, B.add(ext[j], B.delay(proj(j, ref), B.const(1))))
+        for u in reversed(self.scope.get(name, ())):
+            self.transpose(u)
+        self.touched.pop()
+        z = [_sum(t) for t in self.feedback.pop(name)]
+        # what the group's nodes gave nodes outside it, to be exported as outputs of the adjoint group
+        exports = []
+        for t in touched:
+            terms = self.acc.get(t)
+            if not terms:
+                continue
+            inside = [e for e in terms if bname in free_recvars(e, self.free)]
+            if inside:
+                exports.append((t, [e for e in terms if bname not in free_recvars(e, self.free)], _sum(inside)))
+        exports.sort(key=lambda e: self.order_index(e[0]))
+        bodies = z + [e[2] for e in exports]
+        bodies = self.drop_zero_feedback(bname, bodies, k)
+        if any(bname in free_recvars(b, self.free) for b in bodies):
+            gb = rec(bname, tuple(bodies))
+            values = [proj(k + i, gb) for i in range(len(exports))]
+        else:
+            values = bodies[k:]
+        for (t, outside, _), v in zip(exports, values):
+            self.acc[t] = outside + [v]
+            for tt in self.touched:
+                tt.add(t)
+
+    def order_index(self, n):
+        if not hasattr(self, "_index"):
+            self._index = {m: i for i, m in enumerate(self.order)}
+        return self._index[n]
+
+    def drop_zero_feedback(self, bname: str, bodies: list, k: int) -> list:
+        """Outputs z_j that are 0 read as 0: rebuild the bodies until no new zero appears."""
+        while True:
+            zero = {j for j in range(k) if B.is_zero(bodies[j])}
+            if not zero:
+                return bodies
+            ref = recvar(bname)
+            targets = {proj(j, ref): B.const(0.0) for j in zero}
+            new = _replace(bodies, targets, bname, self.free)
+            if all(a is b for a, b in zip(new, bodies)):
+                return bodies
+            bodies = new
+
+
+def _replace(sigs, targets: dict, var: str, free: dict) -> list:
+    """`sigs` with the nodes of `targets` replaced, rebuilt through the builders; only what
+    has `var` free is walked."""
+    from .jvp import remake
+
+    memo: dict = dict(targets)
+    out = []
+    for s in sigs:
+        if var not in free_recvars(s, free):
+            out.append(s)
+            continue
+        stack = [(s, False)]
+        while stack:
+            n, done = stack.pop()
+            if done:
+                if n not in memo:
+                    new_args = tuple(memo.get(a, a) for a in n.args)
+                    memo[n] = n if all(a is b for a, b in zip(new_args, n.args)) else remake(n, new_args)
+                continue
+            if n in memo:
+                continue
+            stack.append((n, True))
+            for a in reversed(n.args):
+                if a not in memo and var in free_recvars(a, free):
+                    stack.append((a, False))
+        out.append(memo[s])
+    return out

@@ -1,0 +1,231 @@
+"""Reverse mode at run time: the tape program, the adjoint program, checkpoints.
+
+    g = dsp.vjp(x, y_bar)          # x: (inputs, n), y_bar: (outputs, n)
+    g.params["fc"]                 # d/d fc of Σ_c Σ_n y_bar[c, n]·y[c, n]
+    g.input                        # (inputs, n): the same gradient w.r.t. every input sample
+
+Two programs compiled from the Dsp's source (autodiff/vjp.py builds their signals):
+the *tape program* (the primal outputs, then the primal values the backward sweep
+needs) and the *adjoint program* (reversed time: ȳ and the tape in; x̄ and the
+parameters' cotangent streams out).  Both are native code through the same passes as
+every program.
+
+Memory.  A whole-signal tape costs (outputs + tape channels) × n samples.  Beyond
+`memory` bytes the signal is cut into segments: a forward run keeps only a snapshot of
+the tape program's state at the start of each segment; the backward sweep then, from
+the last segment to the first, restores the snapshot, runs the segment again to get its
+tape, and runs the adjoint program over it (the adjoint's own state carries on from
+segment to segment: its time runs backward).  Cost: one more forward run.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..errors import UsageError
+
+DEFAULT_MEMORY = 256 << 20  # bytes of tape (and of segment buffers) before checkpointing
+
+
+@dataclass
+class Gradient:
+    """The gradient of Σ_c Σ_n ȳ[c, n]·y[c, n] for one block rendered from a reset state.
+
+    params:  {label: float} for each [diff:1] parameter (an ndarray (samples,) for a
+             parameter given per sample: the gradient w.r.t. each sample's value)
+    input:   (inputs, samples) gradient w.r.t. every input sample
+    output:  (outputs, samples) the primal outputs y
+    by_path: {path: float} the same as params, keyed by widget path"""
+
+    params: dict
+    input: np.ndarray
+    output: Optional[np.ndarray] = None
+    by_path: dict = field(default_factory=dict, repr=False)
+
+
+class Reverse:
+    """The compiled tape and adjoint programs of a Dsp (built by `Dsp.vjp` on first use)."""
+
+    def __init__(self, dsp):
+        from ..autodiff.jvp import diff_variables
+        from ..autodiff.vjp import vjp_program
+        from .pipeline import COMPILE_LOCK, CompileOptions, _run_pipeline, check_nondiff
+
+        opts = CompileOptions(double=dsp.double, diff=False, import_dirs=dsp.options.import_dirs,
+                              bundled_only=dsp.options.bundled_only, nondiff=(),
+                              allow_native=dsp.options.allow_native, use_cache=dsp.options.use_cache,
+                              varying=dsp.options.varying)
+        old = sys.getrecursionlimit()
+        with COMPILE_LOCK:
+            sys.setrecursionlimit(max(old, 20000))
+            try:
+                st = _run_pipeline(dsp.source, dsp.filename, opts, until="link_foreign")
+                variables = diff_variables(st.outputs)
+                nondiff = check_nondiff(st.outputs, dsp.options.nondiff)
+                warnings: list = []
+                adj = vjp_program(st.outputs, variables, st.inputs, nondiff=nondiff, warnings=warnings)
+                self.warnings = warnings
+                self.tape_dsp, _, self.tape_program = _compile_signals(st, list(st.outputs) + list(adj.tape), st.inputs, dsp, "tape")
+                self.adjoint_dsp, self._acc, self.adjoint_program = _compile_signals(st, adj.outputs, adj.inputs, dsp, "adjoint",
+                                                               reversed_io=True, accumulate=len(variables))
+            finally:
+                sys.setrecursionlimit(old)
+        self.n_outputs = len(st.outputs)
+        self.n_tape = len(adj.tape)
+        self.n_inputs = st.inputs
+        self.labels = [v.attr.label for v in variables]
+        self.paths = [v.attr.path for v in variables]
+        self.dsp = dsp
+        self._tls = threading.local()
+
+    def listing(self, lang: str = "c") -> str:
+        """The tape program and the adjoint program: 'c' (C-like listings of their loops,
+        with a table of their channels) or 'llvm' (their LLVM IR)."""
+        from ..codegen.clike import format_schedule
+        from ..codegen.llvm import build_module
+
+        if lang not in ("c", "llvm"):
+            raise UsageError(f"the reverse-mode programs are listed as c or llvm, not {lang}")
+        O, I = self.n_outputs, self.n_inputs
+        head = [f"// reverse mode of {self.dsp.filename}: {len(self.labels)} parameter(s), {I} input(s), "
+                f"{O} output(s), {self.n_tape} tape channel(s)",
+                "// tape program (forward in time): outputs 0.." f"{O - 1} are the program's, "
+                f"{O}..{O + self.n_tape - 1} the tape",
+                "// adjoint program (backward in time: sample i reads and writes buffer index count-1-i):",
+                f"//   inputs 0..{O - 1}: y_bar; {O}..{O + self.n_tape - 1}: the tape",
+                f"//   outputs 0..{I - 1}: x_bar" if I else "//   outputs: none (the program has no input)",
+                "//   accumulators (summed over time, double): "
+                + ", ".join(f"fAcc{k} = d/d {lab}" for k, lab in enumerate(self.labels))]
+        parts = [("tape program", self.tape_program), ("adjoint program", self.adjoint_program)]
+        out = ["\n".join(head)]
+        for name, prog in parts:
+            text = format_schedule(prog) if lang == "c" else str(build_module(prog, f"{name.split()[0]}"))
+            out.append(f"// ---- {name}\n{text}")
+        return "\n\n".join(out) + "\n"
+
+    # ------------------------------------------------------------ running
+    def _instances(self, params):
+        """This thread's tape and adjoint instances, reset, parameters set."""
+        pair = getattr(self._tls, "pair", None)
+        if pair is None:
+            pair = self._tls.pair = (self.tape_dsp.instance(), self.adjoint_dsp.instance())
+        else:
+            for inst in pair:
+                inst.reset()
+        for inst in pair:
+            known = {p.path for p in inst.dsp.params}
+            for k, v in (params or {}).items():
+                path = self.dsp.params[self.dsp.param_index(k)].path
+                if path in known:
+                    inst.set_param(path, v)
+        return pair
+
+    def run(self, x, n: int, params, cotangent, memory: int = DEFAULT_MEMORY):
+        """(Gradient with .output): cotangent(y) -> ȳ (outputs, n) is called once, on the
+        whole primal output, before the backward sweep."""
+        dt = self.dsp.dtype
+        tape, adj = self._instances(params)
+        O, T, I, P = self.n_outputs, self.n_tape, self.n_inputs, len(self.labels)
+        xs = _inputs(x, I, n, dt)
+        size = np.dtype(dt).itemsize
+        y = np.empty((O, n), dtype=dt)
+        g = np.empty((I, n), dtype=dt)
+        k = max(1024, int(memory // max(1, (O + T) * size)))  # samples of tape per segment
+        if n <= k:
+            tbuf = np.empty((T, n), dtype=dt)
+            tape.compute_rows(list(xs), list(y) + list(tbuf), n)
+            y_bar = _check_cotangent(cotangent(y), O, n, dt)
+            adj.compute_rows(list(y_bar) + list(tbuf), list(g), n)
+            return self._gradient(g, y, adj)
+        # checkpoints: the tape program's state at the start of each segment of k samples
+        starts = list(range(0, n, k))
+        snaps = []
+        tbuf = np.empty((T, k), dtype=dt)
+        for s0 in starts:
+            s1 = min(n, s0 + k)
+            snaps.append(tape.snapshot())
+            tape.compute_rows([r[s0:s1] for r in xs], [r[s0:s1] for r in y] + list(tbuf), s1 - s0)
+        y_bar = _check_cotangent(cotangent(y), O, n, dt)
+        scratch = np.empty((O, k), dtype=dt)
+        for s0, snap in zip(reversed(starts), reversed(snaps)):
+            s1 = min(n, s0 + k)
+            tape.restore(snap)
+            tape.compute_rows([r[s0:s1] for r in xs], list(scratch) + list(tbuf), s1 - s0)
+            adj.compute_rows([r[s0:s1] for r in y_bar] + list(tbuf), [r[s0:s1] for r in g], s1 - s0)
+        return self._gradient(g, y, adj)
+
+    def _gradient(self, g, y, adj):
+        words = adj._state
+        values = [float(words[off // 8]) for off in self._acc]
+        return Gradient(params=dict(zip(self.labels, values)), input=g, output=y,
+                        by_path=dict(zip(self.paths, values)))
+
+
+def _inputs(x, inputs: int, n: int, dt) -> np.ndarray:
+    """x as (inputs, n) C-contiguous rows of dtype dt (zeros for None)."""
+    if x is None:
+        return np.zeros((inputs, n), dtype=dt)
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"x must be an array of shape (inputs, n): {e}") from None
+    if a.dtype.kind not in "fiub":
+        raise UsageError(f"x must hold real numbers, got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 or a.shape[0] != inputs:
+        raise UsageError(f"x must have shape (inputs, n) = ({inputs}, n), got shape {a.shape}")
+    if a.shape[1] < n:
+        raise UsageError(f"input has {a.shape[1]} samples, {n} asked")
+    return np.ascontiguousarray(a[:, :n], dtype=dt)
+
+
+def _check_cotangent(y_bar, outputs: int, n: int, dt) -> np.ndarray:
+    try:
+        a = np.asarray(y_bar)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"y_bar must be an array of shape (outputs, n): {e}") from None
+    if a.ndim == 1 and outputs == 1:
+        a = a[None, :]
+    if a.shape != (outputs, n):
+        raise UsageError(f"y_bar must have shape (outputs, samples) = {(outputs, n)}, got {a.shape}")
+    if a.dtype.kind not in "fiub":
+        raise UsageError(f"y_bar must hold real numbers, got dtype {a.dtype}")
+    a = np.ascontiguousarray(a, dtype=dt)
+    if not np.all(np.isfinite(a)):
+        raise UsageError("y_bar holds NaN or Inf")
+    return a
+
+
+def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bool = False, accumulate: int = 0):
+    """(a runnable Dsp (diff=False) for a list of output signals of the program of `st`, the
+    byte offsets in its state of the accumulators summing its last `accumulate` outputs)."""
+    from ..codegen.llvm import build_module, jit
+    from ..codegen.schedule import schedule
+    from ..signals.types import infer_types
+    from .dsp import Dsp, _reserve_symbol
+    from .pipeline import CompileOptions
+
+    types = infer_types(signals)
+    prog = schedule(signals, types, n_inputs, dsp.double, foreign=st.foreign, accumulate=accumulate)
+    prog.reversed_io = reversed_io
+    from ..codegen.llvm import layout
+
+    lay, size = layout(prog)
+    params = [{"path": c.path, "label": c.label, "kind": c.kind, "init": c.init, "min": c.min, "max": c.max,
+               "step": c.step, "meta": list(c.meta), "diff": c.is_diff, "offset": lay[slot][0]}
+              for slot, c in prog.params]
+    meta = {"inputs": n_inputs, "outputs": prog.outputs, "primal_outputs": prog.outputs, "params": params,
+            "diff_indices": [], "derivative_names": [], "state_size": size, "metadata": [], "name": what}
+    sym = _reserve_symbol(f"{what}_{id(dsp):x}")
+    mod = build_module(prog, sym)
+    obj, _ = jit().emit_object(str(mod))
+    addrs = jit().load(obj, sym)
+    opts = CompileOptions(double=dsp.double)
+    return (Dsp(meta, addrs[0], addrs[1], dsp.source, dsp.filename, opts, dsp.sample_rate),
+            [lay[a][0] for a in prog.accumulators], prog)
