@@ -421,17 +421,17 @@ def test_random_programs_hypothesis():
 # ------------------------------------------------------------------ 4. checkpoints
 
 def _segments(monkeypatch):
-    """Counts the tape program's snapshots (one per checkpointed segment)."""
+    """Counts the tape program's restores (one per checkpointed segment, replayed backward)."""
     from diffaust.runtime.dsp import Instance
 
     calls = []
-    orig = Instance.snapshot
+    orig = Instance.restore
 
-    def snapshot(self, *a, **kw):
+    def restore(self, *a, **kw):
         calls.append(1)
         return orig(self, *a, **kw)
 
-    monkeypatch.setattr(Instance, "snapshot", snapshot)
+    monkeypatch.setattr(Instance, "restore", restore)
     return calls
 
 

@@ -60,7 +60,10 @@ from .tables import fractional_parts, neighbour_index
 
 # ops whose value changes from sample to sample (what depends on them must be taped)
 _SAMPLE_OPS = frozenset(("input", "recvar", "rec", "proj", "delay", "prefix", "rwtable", "waveform", "fvar",
-                         "scatter", "rwtable_bar"))
+                         "scatter", "rwtable_bar", "tape"))
+# primitives cheap enough to recompute in the adjoint program rather than tape their value
+_CHEAP = frozenset(("+", "-", "*", "/", "select2", "select3", "min", "max", "abs", "float", "int",
+                    "<", "<=", ">", ">=", "==", "!=", "%"))
 
 
 @dataclass
@@ -69,7 +72,8 @@ class Adjoint:
 
     tape:     primal signals (may read recursions of the primal program by name) whose
               values the adjoint program reads, in order: tape channel k is input
-              n_cotangents + k of `outputs`' program
+              n_cotangents + k of `outputs`' program, read up to `max_back` samples back
+              (the caller gives that much history before each buffer)
     outputs:  the adjoint program's outputs: x̄ per program input, then p̄ per variable
     n_cotangents: number of ȳ inputs (the primal outputs)
     """
@@ -79,6 +83,7 @@ class Adjoint:
     n_cotangents: int
     n_inputs: int
     variables: list
+    max_back: int = 0
 
     @property
     def inputs(self) -> int:
@@ -142,6 +147,8 @@ class _Transposer:
         self.feedback: dict = {}   # open group name -> [terms of z_j] per output
         self.tape: list = []
         self.tape_index: dict = {}
+        self.value_memo: dict = {}
+        self.max_back = 0
         self.sample_memo: dict = {}
         self.n_cot = len(self.outputs)
 
@@ -168,16 +175,71 @@ class _Transposer:
 
     def coef(self, c: Sig) -> Sig:
         """A primal value as the adjoint program reads it: itself when it is constant within
-        a block (widgets, constants), else a tape channel."""
+        a block (widgets, constants); else rebuilt there from tape channels (`primal_value`)."""
         while c.op == "prim" and c.attr == "*" and any(B.is_one(a) for a in c.args):
             c = c.args[1] if B.is_one(c.args[0]) else c.args[0]  # 1·x: x (the product with ū is real)
         if c.op == "const" or not self.is_sample(c):
             return c
-        k = self.tape_index.get(c)
+        return self.primal_value(c)
+
+    # -- the tape
+    # A per-sample primal value is read from a tape channel, one per distinct signal: x, x@1
+    # and x@2 are one channel read 0, 1 and 2 samples back (`tape` nodes: Input(k, back)).
+    # A value made by cheap arithmetic (_CHEAP) of per-block values and one taped signal
+    # (a partial such as −a/b² with b a widget's function) is recomputed in the adjoint
+    # program from that one channel instead of being taped itself.
+
+    def primal_value(self, c: Sig) -> Sig:
+        r = self.value_memo.get(c)
+        if r is None:
+            bases = self.bases(c)
+            if len(bases) <= 1 or all(b in self.tape_index for b in bases):
+                r = self.rebuild(c)
+            else:
+                r = self.tape_read(*self.split(c))
+            self.value_memo[c] = r
+        return r
+
+    def split(self, c: Sig):
+        """(the signal a tape channel holds, samples back) for c = x@d1@d2..."""
+        d = 0
+        while c.op == "delay" and c.args[1].op == "const" and c.args[1].attr[0] == "int" and c.args[1].attr[1] >= 0:
+            d += c.args[1].attr[1]
+            c = c.args[0]
+        if c.op == "proj" and c.args[0].op == "recvar":
+            c = proj(c.attr, self.groups[c.args[0].attr])  # the same values, one channel
+        return c, d
+
+    def bases(self, c: Sig) -> set:
+        """The tape channels `rebuild(c)` would read."""
+        out, stack, seen = set(), [c], set()
+        while stack:
+            n = stack.pop()
+            if n in seen or not self.is_sample(n):
+                continue
+            seen.add(n)
+            if n.op == "prim" and n.attr in _CHEAP:
+                stack.extend(n.args)
+            else:
+                out.add(self.split(n)[0])
+        return out
+
+    def rebuild(self, c: Sig) -> Sig:
+        if not self.is_sample(c):
+            return c
+        if c.op == "prim" and c.attr in _CHEAP:
+            return B.prim(c.attr, *[self.rebuild(a) for a in c.args])
+        return self.tape_read(*self.split(c))
+
+    def tape_read(self, x: Sig, back: int) -> Sig:
+        """Tape channel of x, read `back` samples back (an int signal: int() of the channel)."""
+        k = self.tape_index.get(x)
         if k is None:
-            k = self.tape_index[c] = len(self.tape)
-            self.tape.append(c)
-        return input_(self.n_cot + k)
+            k = self.tape_index[x] = len(self.tape)
+            self.tape.append(x)
+        self.max_back = max(self.max_back, back)
+        r = mk("tape", (self.n_cot + k, back)) if back else input_(self.n_cot + k)
+        return B.prim("int", r) if B.nature(x) == "int" else r
 
     def amount(self, d: Sig, less: int) -> Sig:
         """A variable delay amount minus `less`, as the adjoint program reads it, clamped to the
@@ -185,7 +247,7 @@ class _Transposer:
         a tape channel carries no range)."""
         lo, hi = self.intervals[d]
         c = self.coef(B.sub(d, B.const(less)) if less else d)
-        if c.op == "input":
+        if self.is_sample(c):
             c = B.prim("max", B.prim("min", c, B.const(float(hi - less))), B.const(float(lo - less)))
         return c
 
@@ -199,7 +261,7 @@ class _Transposer:
                 self.transpose(u)
         outs = [self.take(input_(i)) for i in range(self.n_inputs)]
         outs += [self.take(v) for v in self.variables]
-        return Adjoint(self.tape, outs, self.n_cot, self.n_inputs, self.variables)
+        return Adjoint(self.tape, outs, self.n_cot, self.n_inputs, self.variables, self.max_back)
 
     def transpose(self, u: Sig):
         op = u.op

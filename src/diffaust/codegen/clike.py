@@ -29,7 +29,7 @@ def expr(e, prog) -> str:
     if t is LoadAt:
         return f"{e.slot}[{expr(e.index, prog)}]"
     if t is Input:
-        return f"{R}(input{e.index}[i0])"
+        return f"{R}(input{e.index}[i0{f' - {e.back}' if e.back else ''}])"
     if t is Cast:
         return f"{'int' if e.nature == 'int' else R}({expr(e.expr, prog)})"
     if t is Op:

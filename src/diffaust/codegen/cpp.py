@@ -250,6 +250,8 @@ class _Emitter:
         if t is LoadAt:
             return f"{self.name(e.slot)}[{self.expr(e.index, ctx)}]"
         if t is Input:
+            if e.back:
+                raise DiffaustError("cpp backend: an input read with history (reverse mode's tape) is not exported")
             if ctx != "compute":
                 raise DiffaustError("cpp backend: an audio input read outside of compute() "
                                     "(a table or a constant cannot depend on the inputs)")

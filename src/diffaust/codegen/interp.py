@@ -59,7 +59,9 @@ class _Machine:
         if t is LoadAt:
             return self.mem[e.slot][int(self.ev(e.index, env))]
         if t is Input:
-            return self.R(env["x"][e.index][env["i"]])
+            i = env["i"] + (e.back if self.prog.reversed_io else -e.back)  # history before the buffer: 0
+            x = env["x"][e.index]
+            return self.R(x[i]) if 0 <= i < len(x) else self.R(0)
         if t is Cast:
             v = self.ev(e.expr, env)
             return self.R(v) if e.nature == "real" else self.to_int(v)

@@ -295,7 +295,10 @@ class _Lower:
             idx = self.expr(b, e.index, env)
             return b.load(self.slot_ptr(b, env["state"], e.slot, idx), typ=self.ty(e.nature))
         if t is Input:
-            p = b.gep(env["in"][e.index], [self.io_index(b, env)], source_etype=self.real)
+            i = self.io_index(b, env)
+            if e.back:
+                i = b.sub(i, ir.Constant(I32, e.back))
+            p = b.gep(env["in"][e.index], [i], source_etype=self.real)
             return b.load(p, typ=self.real)
         if t is Cast:
             v = self.expr(b, e.expr, env)

@@ -62,7 +62,12 @@ class LoadAt:
 
 @dataclass(frozen=True)
 class Input:
+    """Input channel `index` at the current sample, or `back` samples before it in the
+    buffer's time (reverse mode's tape: the caller provides `back` samples of history
+    before the buffer's start)."""
+
     index: int
+    back: int = 0
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,9 @@ class _Scheduler:
             return Const(s.attr[0], s.attr[1])
         if op == "input":
             return self.bind(s, Input(s.attr), "sample", "x")
+        if op == "tape":
+            k, back = s.attr  # an input read `back` samples earlier in primal time (reverse mode)
+            return self.bind(s, Input(k, back), "sample", "x")
         if op == "control":
             slot = self._param_slot(s)
             v = Var(self.fresh("fSlow"), "real")

@@ -77,6 +77,7 @@ class Reverse:
                 sys.setrecursionlimit(old)
         self.n_outputs = len(st.outputs)
         self.n_tape = len(adj.tape)
+        self.max_back = adj.max_back
         self.n_inputs = st.inputs
         self.labels = [v.attr.label for v in variables]
         self.paths = [v.attr.path for v in variables]
@@ -125,38 +126,58 @@ class Reverse:
                     inst.set_param(path, v)
         return pair
 
+    def _buffer(self, name: str, shape: tuple) -> np.ndarray:
+        """This thread's buffer `name` (uninitialized), kept for the next call of that shape:
+        a training loop's steps allocate nothing (fresh pages cost more than a small render)."""
+        bufs = self._tls.__dict__.setdefault("buffers", {})
+        a = bufs.get(name)
+        if a is None or a.shape != shape:
+            a = bufs[name] = np.empty(shape, dtype=self.dsp.dtype)
+        return a
+
     def run(self, x, n: int, params, cotangent, memory: int = DEFAULT_MEMORY):
-        """(Gradient with .output): cotangent(y) -> ȳ (outputs, n) is called once, on the
-        whole primal output, before the backward sweep."""
+        """A `Gradient` (with .output); cotangent(y) -> ȳ (outputs, n) is called once, on the
+        whole primal output, before the backward sweep.  The returned arrays are new."""
         dt = self.dsp.dtype
         tape, adj = self._instances(params)
-        O, T, I, P = self.n_outputs, self.n_tape, self.n_inputs, len(self.labels)
+        O, T, I = self.n_outputs, self.n_tape, self.n_inputs
+        D = self.max_back  # samples of tape history the adjoint reads before a buffer's start
         xs = _inputs(x, I, n, dt)
         size = np.dtype(dt).itemsize
         y = np.empty((O, n), dtype=dt)
         g = np.empty((I, n), dtype=dt)
         k = max(1024, int(memory // max(1, (O + T) * size)))  # samples of tape per segment
         if n <= k:
-            tbuf = np.empty((T, n), dtype=dt)
-            tape.compute_rows(list(xs), list(y) + list(tbuf), n)
+            tbuf = self._buffer("tape", (T, D + n))
+            tbuf[:, :D] = 0.0
+            rows = [r[D:] for r in tbuf]
+            tape.compute_rows(list(xs), list(y) + rows, n)
             y_bar = _check_cotangent(cotangent(y), O, n, dt)
-            adj.compute_rows(list(y_bar) + list(tbuf), list(g), n)
+            adj.compute_rows(list(y_bar) + rows, list(g), n)
             return self._gradient(g, y, adj)
-        # checkpoints: the tape program's state at the start of each segment of k samples
+        # checkpoints: segments of k samples; the tape program's state is kept where the replay
+        # of each segment starts, D samples early (the history its adjoint reads)
         starts = list(range(0, n, k))
-        snaps = []
-        tbuf = np.empty((T, k), dtype=dt)
-        for s0 in starts:
-            s1 = min(n, s0 + k)
-            snaps.append(tape.snapshot())
-            tape.compute_rows([r[s0:s1] for r in xs], [r[s0:s1] for r in y] + list(tbuf), s1 - s0)
+        begin = [max(0, s0 - D) for s0 in starts]
+        snaps = {}
+        scratch = self._buffer("tape", (T, D + k))
+        pos = 0
+        for p in sorted(set(begin)) + [n]:
+            if p > pos:
+                tape.compute_rows([r[pos:p] for r in xs], [r[pos:p] for r in y] + list(scratch), p - pos)
+                pos = p
+            if p < n:
+                snaps[p] = tape.snapshot()
         y_bar = _check_cotangent(cotangent(y), O, n, dt)
-        scratch = np.empty((O, k), dtype=dt)
-        for s0, snap in zip(reversed(starts), reversed(snaps)):
+        yscratch = self._buffer("y", (O, D + k))
+        for s0, b in zip(reversed(starts), reversed(begin)):
             s1 = min(n, s0 + k)
-            tape.restore(snap)
-            tape.compute_rows([r[s0:s1] for r in xs], list(scratch) + list(tbuf), s1 - s0)
-            adj.compute_rows([r[s0:s1] for r in y_bar] + list(tbuf), [r[s0:s1] for r in g], s1 - s0)
+            tape.restore(snaps[b])
+            c0 = D - (s0 - b)  # column of time b: column D is time s0
+            scratch[:, :c0] = 0.0
+            tape.compute_rows([r[b:s1] for r in xs], [r[c0:c0 + s1 - b] for r in yscratch]
+                              + [r[c0:c0 + s1 - b] for r in scratch], s1 - b)
+            adj.compute_rows([r[s0:s1] for r in y_bar] + [r[D:] for r in scratch], [r[s0:s1] for r in g], s1 - s0)
         return self._gradient(g, y, adj)
 
     def _gradient(self, g, y, adj):

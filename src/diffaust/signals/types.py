@@ -34,7 +34,7 @@ def local_nature(s: Sig, nature_of):
     op = s.op
     if op == "const":
         return s.attr[0]
-    if op in ("input", "control", "bargraph"):
+    if op in ("input", "control", "bargraph", "tape"):
         return "real"
     if op in ("fconst", "fvar"):
         return "int" if s.attr[0] == "int" else "real"
