@@ -2,8 +2,8 @@
 
 Each program is compiled in two fresh processes, in opposite orders, without the disk
 cache; the optimized LLVM IR must be identical.  The default run covers the project's
-test programs and the bundled examples (with derivatives where they have [diff:1]); the
-slow one also Faust's example corpus.
+test programs and the bundled examples (with derivatives where they have [diff:1], and then
+reverse mode's programs too); the slow one also Faust's example corpus.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ for path in json.loads(sys.argv[1]):
         d = diffaust.compile(path, diff="[diff:1]" in text, use_cache=False,
                              import_dirs=(os.path.dirname(path),))
         out[path] = hashlib.sha256(d.listing("llvm").encode()).hexdigest()
+        if d.diff:  # reverse mode's tape and adjoint programs too
+            out[path] += ":" + hashlib.sha256(d.reverse().listing("llvm").encode()).hexdigest()
     except Exception as e:  # a program diffaust refuses: refused the same way both times
         out[path] = "error: " + type(e).__name__ + ": " + str(e).splitlines()[0][:200]
 json.dump(out, sys.stdout)

@@ -174,7 +174,8 @@ process(x, y) = select2(x > a, x*b, y*a), min(x*a, y*b), max(x, y*a) * b, abs(x 
 """,
     "prefix": """
 a = hslider("a [diff:1]", 0.3, -1, 1, 0.01);
-process(x) = (x * a)', 0.5' * a, (+ ~ *(a)) (x)', (x*a : + ~ (_' * 0.5));
+process(x) = (x * a)', 0.5' * a, (+ ~ *(a)) (x)', (x*a : + ~ (_' * 0.5)), prefix(a * 3 + x, x * a),
+             (prefix(a, _) ~ *(0.5)) + x;
 """,
     "tanh_feedback": """
 import("stdfaust.lib");

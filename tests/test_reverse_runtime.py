@@ -204,3 +204,28 @@ def test_the_intern_table_does_not_grow_with_compiles():
         gc.collect()
         sizes.append(len(nodes._INTERN))
     assert max(sizes[4:]) <= max(sizes[:4]) + 50, sizes
+
+
+def test_fit_learns_a_curve_per_sample():
+    # y = g[n]·x[n] + 0.5·y[n-1]: with a learned constant b beside it (a second output, so that
+    # the curve cannot absorb it); reverse mode's per-sample gradient finds the curve
+    src = ('process = _ <: (* (hslider("g[diff:1]", 0.5, 0, 1, 0.001)) : + ~ *(0.5)), '
+           '*(hslider("b[diff:1]", 0.2, 0, 0.9, 0.001));')
+    n = 512
+    x = np.random.default_rng(14).uniform(0.2, 0.8, (1, n))
+    g_true = 0.5 + 0.3 * np.sin(np.arange(n) / 40)
+    target = diffaust.compile(src, double=True).render(x, params={"g": g_true, "b": 0.5})
+    res = diffaust.fit(src, target, x, params={"g": np.full(n, 0.5)}, iterations=1500, loss="l2")
+    assert res.ad == "reverse"
+    assert res.params["g"].shape == (n,)
+    assert res.params["b"] == pytest.approx(0.5, abs=1e-4)
+    assert np.max(np.abs(res.params["g"] - g_true)) < 1e-3
+    assert res.trajectories["g"] == [] and len(res.trajectories["b"]) == res.iterations
+    js = res.to_json()
+    assert len(js["params"]["g"]) == n
+    with pytest.raises(UsageError, match="reverse"):
+        diffaust.fit(src, target, x, params={"g": np.full(n, 0.5)}, iterations=2, ad="forward")
+    with pytest.raises(UsageError, match="shape"):
+        diffaust.fit(src, target, x, params={"g": np.full(n - 1, 0.5)}, iterations=2)
+    with pytest.raises(UsageError, match="block"):
+        diffaust.fit(src, target, x, params={"g": np.full(n, 0.5)}, iterations=2, mode="stream")

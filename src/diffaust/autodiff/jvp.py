@@ -39,10 +39,9 @@ produce no code).  A primitive without a jvp rule raises DerivativeError.
 
 from __future__ import annotations
 
-from ..errors import DerivativeError
-from ..primitives.table import PRIMITIVES
 from ..signals import build as B
 from ..signals.nodes import Sig, free_recvars, mk, proj, rec, recvar, walk
+from ..signals.ops import OPS, rule
 from .tables import fractional_parts, neighbour_index
 
 
@@ -107,59 +106,13 @@ class Tangents:
             return self._proj(s)
         if not self.depends(s):
             return B.const(0.0)
-        if op == "control":
-            return B.const(1.0) if s is self.var else B.const(0.0)
-        if op in ("const", "input", "fconst", "fvar", "waveform"):
-            return B.const(0.0)
+        jvp = rule(op, "jvp")  # signals/ops.py
+        if OPS[op].leaf:
+            return jvp(self, s, ())
         if B.nature(s) == "int":
             return B.const(0.0)  # int signals are piecewise constant
         dots = [self.memo[a] if a in self.memo else self.of(a) for a in s.args]
-        if op == "prim":
-            p = PRIMITIVES[s.attr]
-            if p.jvp is None:
-                raise DerivativeError(f"primitive '{s.attr}' has no derivative rule")
-            d = p.jvp(s.args, dots)
-        elif op == "delay":
-            x, dl = s.args
-            x_dot, d_dot = dots
-            # (x@d)' = x'@d: Faust truncates the amount (x@2.7 is x@2), so the output is
-            # piecewise constant in d and d contributes 0 almost everywhere, as int() does
-            d = B.delay(x_dot, dl)
-            if not B.is_zero(d_dot) and self.warnings is not None:
-                msg = (f"the amount of a delay '@' depends on [diff:1] parameter '{self.var.attr.label}', "
-                       f"but Faust truncates a delay amount to an integer: its derivative is 0 there "
-                       f"(to learn a delay time, interpolate: de.fdelay)")
-                if msg not in self.warnings:
-                    self.warnings.append(msg)
-        elif op == "prefix":
-            d = B.prefix(dots[0], dots[1])
-        elif op == "rdtable":
-            d = self._table_slope(s)
-        elif op == "rwtable":
-            gen, widx, wsig, ridx = s.args
-            d = mk("rwtable", s.attr, (dots[0], widx, dots[2], ridx))
-        elif op == "bargraph":
-            d = dots[0]
-        elif op == "ffun":
-            from ..primitives.foreign import lookup
-
-            declared = [c for c in s.attr.names if c in self.nondiff]
-            fn = lookup(s.attr)
-            if declared:
-                # declared constant by the user: d f(a, ...) = 0
-                d = B.const(0.0)
-                if self.trace is not None:
-                    self.trace.append(f"    ffunction {'|'.join(s.attr.names)}: declared non-differentiable "
-                                      f"by --nondiff {declared[0]}: derivative 0")
-            elif fn is None or fn.jvp is None:
-                name = s.attr.names[0]
-                raise DerivativeError(f"foreign function '{name}' ({'|'.join(s.attr.names)}) has no derivative "
-                                      f"rule: declare it constant with --nondiff {name} (diffaust.compile(..., "
-                                      f"nondiff=('{name}',))) to give it derivative 0")
-            else:
-                d = fn.jvp(s, s.args, dots)
-        else:
-            raise DerivativeError(f"signal '{op}' has no derivative rule")
+        d = jvp(self, s, dots)
         if self.trace is not None:
             from ..signals.printer import format_sig
 

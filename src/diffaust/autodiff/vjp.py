@@ -1,5 +1,9 @@
 """Reverse mode: signals → the adjoint program, a signal program that runs backward in time.
 
+The rules live in the signal-op registry (signals/ops.py, `transpose`); this module is
+the pass that applies them in reverse topological order, and the recursion and tape
+machinery they share.
+
 The program's outputs y are linear in nothing, but their tangents are: ẏ = J·v where J
 is a causal, time-varying linear system built from the primal signals.  Reverse mode
 computes Jᵀ·ȳ.  Written in reversed time m = N−1−n, the transpose of a causal system
@@ -16,7 +20,7 @@ the same passes (typing, scheduling, LLVM) as any other:
   x@d, d a signal                  x̄ += scatter(ū, d): ū[m] lands d[m] samples later
                                    (x[n−d[n]] read ⇒ x̄[n−d[n]] += ū[n]); d itself gets
                                    nothing (Faust truncates it: piecewise constant)
-  prefix(i, x)                     x̄ += ū@1  (i depending on a parameter: DerivativeError)
+  prefix(i, x)                     x̄ += ū@1, ī += δ·ū (δ = 1 − 1@1: 1 at the first sample)
   rdtable(gen, G(int(x)))          x̄ += (tab[G(int(x)+1)] − tab[G(int(x))])·ū (the slope
                                    convention of autodiff/tables.py, as forward mode)
   bargraph(x)                      x̄ += ū
@@ -52,11 +56,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import DerivativeError
-from ..primitives.table import PRIMITIVES
 from ..signals import build as B
 from ..signals.nodes import Sig, free_recvars, input_, mk, proj, rec, recvar, walk
+from ..signals.ops import OPS, rule
 from .jvp import dependence
-from .tables import fractional_parts, neighbour_index
+from .tables import fractional_parts
 
 # ops whose value changes from sample to sample (what depends on them must be taped)
 _SAMPLE_OPS = frozenset(("input", "recvar", "rec", "proj", "delay", "prefix", "rwtable", "waveform", "fvar",
@@ -264,44 +268,25 @@ class _Transposer:
         return Adjoint(self.tape, outs, self.n_cot, self.n_inputs, self.variables, self.max_back)
 
     def transpose(self, u: Sig):
+        """u's contributions to its arguments' cotangents: the `transpose` rule of its op
+        (signals/ops.py), once u's own cotangent is complete (reverse topological order)."""
         op = u.op
+        entry = OPS.get(op)
+        if entry is not None and entry.leaf:
+            return  # inputs and variables: collected by run(); the rest has no argument
         if op == "rec":
             if u in self.active:
-                self.transpose_group(u)
+                rule(op, "transpose")(self, u, None)
             return
-        if op == "proj" and u.args[0].op == "recvar" and self.acc.get(u):
-            raise DerivativeError("reverse mode: a recursion's output is read without a delay")
-        if op in ("proj", "control", "input", "const", "fconst", "fvar", "waveform", "recvar"):
-            return  # projections: read by their group; leaves: collected by run()
+        if op == "proj":
+            rule(op, "transpose")(self, u, None)  # read by its group
+            return
         if u not in self.active:
             return
         u_bar = self.take(u)
         if B.is_zero(u_bar) or B.nature(u) == "int":
             return
-        args = u.args
-        if op == "prim":
-            p = PRIMITIVES[u.attr]
-            if p.jvp is None:
-                raise DerivativeError(f"primitive '{u.attr}' has no derivative rule")
-            self.transpose_pointwise(u, u_bar, lambda dots: p.jvp(args, dots))
-        elif op == "ffun":
-            self.transpose_foreign(u, u_bar)
-        elif op == "delay":
-            self.transpose_delay(u, u_bar)
-        elif op == "prefix":
-            init, x = args
-            if init in self.active and B.nature(init) != "int":
-                raise DerivativeError("reverse mode: the initial value of a prefix (') depends on a "
-                                      "[diff:1] parameter or an input; use forward mode (--ad forward)")
-            self.add(x, B.delay(u_bar, B.const(1)))
-        elif op == "rdtable":
-            self.transpose_table(u, u_bar)
-        elif op == "bargraph":
-            self.add(args[0], u_bar)
-        elif op == "rwtable":
-            self.transpose_rwtable(u, u_bar)
-        else:
-            raise DerivativeError(f"reverse mode: signal '{op}' has no transpose rule")
+        rule(op, "transpose")(self, u, u_bar)
 
     def transpose_pointwise(self, u, u_bar, jvp):
         """ā_i += (∂u/∂a_i)·ū, with ∂u/∂a_i = jvp(unit tangent on a_i): the rules are linear
@@ -318,73 +303,19 @@ class _Transposer:
                 continue
             self.add(a, B.mul(self.coef(partial), u_bar))
 
-    def transpose_foreign(self, u, u_bar):
-        from ..primitives.foreign import lookup
-
-        if any(c in self.nondiff for c in u.attr.names):
-            return  # declared constant (--nondiff): derivative 0
-        fn = lookup(u.attr)
-        if fn is None or fn.jvp is None:
-            name = u.attr.names[0]
-            raise DerivativeError(f"foreign function '{name}' ({'|'.join(u.attr.names)}) has no derivative "
-                                  f"rule: declare it constant with --nondiff {name} (diffaust.compile(..., "
-                                  f"nondiff=('{name}',))) to give it derivative 0")
-        self.transpose_pointwise(u, u_bar, lambda dots: fn.jvp(u, u.args, dots))
-
-    def transpose_delay(self, u, u_bar):
-        x, d = u.args
-        if d in self.active and B.nature(d) != "int" and self.warnings is not None:
-            # as forward mode: a real amount that moves with a parameter (an int one is int(d): its
-            # derivative 0 is plain; de.fdelay's amounts are ints, its fraction interpolates)
-            msg = ("the amount of a delay '@' depends on a [diff:1] parameter or an input, but Faust "
-                   "truncates a delay amount to an integer: its derivative is 0 there (to learn a delay "
-                   "time, interpolate: de.fdelay)")
-            if msg not in self.warnings:
-                self.warnings.append(msg)
-        if x.op == "proj" and x.args[0].op == "recvar":
-            # a feedback read r@d of a group's output: z = r̄ one sample early
-            name, j = x.args[0].attr, x.attr
-            z = self.feedback.get(name)
-            if z is None:
-                raise AssertionError(f"internal error: feedback read of group {name} outside it")
-            if d.op == "const":
-                if d.attr[1] < 1:
-                    raise DerivativeError("reverse mode: a recursion reads its own current value")
-                z[j].append(B.delay(u_bar, B.const(int(d.attr[1]) - 1)))
-            else:
-                z[j].append(mk("scatter", None, (u_bar, self.amount(d, 1))))
-            return
-        if x not in self.active or B.nature(x) == "int":
-            return
+    def feedback_read(self, x: Sig, d: Sig, u_bar: Sig):
+        """u = x@d with x = proj(j, recvar g), a feedback read of group g: its cotangent goes to
+        the adjoint group's output z_j, one sample early (ū@(d−1), or a scatter by d−1)."""
+        name, j = x.args[0].attr, x.attr
+        z = self.feedback.get(name)
+        if z is None:
+            raise AssertionError(f"internal error: feedback read of group {name} outside it")
         if d.op == "const":
-            self.add(x, B.delay(u_bar, d))
+            if d.attr[1] < 1:
+                raise DerivativeError("reverse mode: a recursion reads its own current value")
+            z[j].append(B.delay(u_bar, B.const(int(d.attr[1]) - 1)))
         else:
-            self.add(x, mk("scatter", None, (u_bar, self.amount(d, 0))))
-
-    def transpose_rwtable(self, u, u_bar):
-        """y[n] = T[r[n]] after T[w[n]] = v[n] (a read sees the same sample's write): backward,
-        ū[n] is added to the cell it read, and the write takes what its cell holds then
-        (v̄[n] = A[w[n]], A[w[n]] = 0: an earlier write is overwritten, it gets nothing later)."""
-        gen, widx, wsig, ridx = u.args
-        if gen in self.active and B.nature(gen) != "int":
-            raise DerivativeError("reverse mode: the initial content of an rwtable depends on a [diff:1] "
-                                  "parameter: not transposed; use forward mode (--ad forward)")
-        if wsig not in self.active or B.nature(wsig) == "int":
-            return
-        self.add(wsig, mk("rwtable_bar", u.attr, (u_bar, self.coef(widx), self.coef(ridx))))
-
-    def transpose_table(self, u, u_bar):
-        gen, idx = u.args
-        if gen.op == "const" or idx not in self.active:
-            return  # content fixed at init; an index free of parameters and inputs
-        r = neighbour_index(idx, lambda s: s in self.active, self.groups)
-        if r is None:
-            return  # a genuinely integer index: piecewise constant, derivative 0
-        x, idx_next = r
-        if x in self.fractional:
-            return  # interpolated with x's fraction: the interpolation carries the slope
-        slope = B.sub(mk("rdtable", u.attr, (gen, idx_next)), u)
-        self.add(x, B.mul(self.coef(slope), u_bar))
+            z[j].append(mk("scatter", None, (u_bar, self.amount(d, 1))))
 
     # -- recursion
     def transpose_group(self, g: Sig):

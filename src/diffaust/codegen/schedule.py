@@ -332,63 +332,11 @@ class _Scheduler:
         return r
 
     def _compile(self, s: Sig):
-        t = self.t
-        op = s.op
-        nature = t.nature[s]
-        rate = t.rate[s]
-        if op == "const":
-            return Const(s.attr[0], s.attr[1])
-        if op == "input":
-            return self.bind(s, Input(s.attr), "sample", "x")
-        if op == "tape":
-            k, back = s.attr  # an input read `back` samples earlier in primal time (reverse mode)
-            return self.bind(s, Input(k, back), "sample", "x")
-        if op == "control":
-            slot = self._param_slot(s)
-            v = Var(self.fresh("fSlow"), "real")
-            self.emit("control", Let(v, Load(slot, "real")))
-            return v
-        if op == "fconst":
-            if s.attr[1] == "fSamplingFreq":
-                return Load("fSamplingFreq", "int") if nature == "int" else \
-                    self.bind(s, Cast("real", Load("fSamplingFreq", "int")), "const")
-            raise FaustTypeError(f"unknown foreign constant '{s.attr[1]}'")
-        if op == "fvar":
-            if s.attr[1] == "count":
-                return self.bind(s, Var("count", "int") if nature == "int" else Cast("real", Var("count", "int")), "control")
-            raise FaustTypeError(f"unknown foreign variable '{s.attr[1]}'")
-        if op == "prim":
-            return self._prim(s, rate)
-        if op == "ffun":
-            f = s.attr
-            fname = foreign_name(f, self.prog.real == "double")
-            symbol = self.prog.foreign.get(fname)
-            if symbol is None:
-                check_foreign(fname, f)
-            args = tuple(self.arg(a, "int" if ty == "int" else "real") for a, ty in zip(s.args, f.arg_types))
-            return self.bind(s, Call(fname, args, nature, symbol or fname), rate)
-        if op == "delay":
-            return self._delay(s)
-        if op == "scatter":
-            return self._scatter(s)
-        if op == "rwtable_bar":
-            return self._rwtable_bar(s)
-        if op == "proj":
-            return self._proj(s)
-        if op == "prefix":
-            return self._prefix(s)
-        if op == "rdtable":
-            return self._rdtable(s, rate)
-        if op == "rwtable":
-            return self._rwtable(s)
-        if op == "waveform":
-            return self._waveform(s)
-        if op == "bargraph":
-            e = self.arg(s.args[0], "real")
-            slot = self._param_slot(s)
-            self.sample.append(Store(slot, e))
-            return e
-        raise FaustTypeError(f"cannot schedule signal '{op}'")
+        """The expression of s's value: the `schedule` rule of its op (signals/ops.py), which
+        uses the machinery below (slots, delay lines, recursion groups, tables)."""
+        from ..signals.ops import rule
+
+        return rule(s.op, "schedule")(self, s)
 
     def _param_slot(self, s: Sig) -> str:
         for name, c in self.prog.params + self.prog.bargraphs:
@@ -517,51 +465,6 @@ class _Scheduler:
             self.pending.append((x, line))
         return self.bind(s, LineRead(line.name, d_e, line.nature), "sample", "fTemp")
 
-    def _scatter(self, s: Sig):
-        """scatter(v, d) (reverse mode's transpose of a variable delay): out[m] = Σ v[k] over
-        k ≤ m with k + int(d[k]) = m.  A ring of accumulators: v is added d samples ahead,
-        then the current slot is read and cleared."""
-        v, d = s.args
-        try:
-            maxd = self._amount_bound(d)
-        except FaustTypeError as e:
-            e.sig = d
-            raise
-        nature = self.t.nature[s]
-        size = max(2, 1 << maxd.bit_length())
-        slot = self.new_slot("fScatter", nature, size, "state")
-        self.prog.iota_readers.add(self.iota)
-        d_e = self.arg(d, "int")
-        v_e = self.arg(v, nature)
-        iota = Load(self.iota, "int")
-        w = Var(self.fresh("iScatter"), "int")
-        self.sample.append(Let(w, Op("&", (Op("+", (iota, d_e), "int"), Const("int", size - 1)), "int")))
-        self.sample.append(StoreAt(slot, w, Op("+", (LoadAt(slot, w, nature), v_e), nature)))
-        r = Var(self.fresh("iScatter"), "int")
-        self.sample.append(Let(r, Op("&", (iota, Const("int", size - 1)), "int")))
-        out = Var(self.fresh("fScatter"), nature)
-        self.sample.append(Let(out, LoadAt(slot, r, nature)))
-        self.sample.append(StoreAt(slot, r, Const(nature, 0.0 if nature == "real" else 0)))
-        return out
-
-    def _rwtable_bar(self, s: Sig):
-        """rwtable_bar(v, w, r) (reverse mode's transpose of an rwtable write/read): an
-        accumulator table A of the table's size; per sample A[r] += v, then out = A[w], A[w] = 0."""
-        size = s.attr
-        v, w, r = s.args
-        nature = self.t.nature[s]
-        slot = self.new_slot("fTabBar", nature, max(2, size), "state")
-        v_e = self.arg(v, nature)
-        ri = Var(self.fresh("iTabBar"), "int")
-        self.sample.append(Let(ri, self._clamp(r, size)))
-        self.sample.append(StoreAt(slot, ri, Op("+", (LoadAt(slot, ri, nature), v_e), nature)))
-        wi = Var(self.fresh("iTabBar"), "int")
-        self.sample.append(Let(wi, self._clamp(w, size)))
-        out = Var(self.fresh("fTabBar"), nature)
-        self.sample.append(Let(out, LoadAt(slot, wi, nature)))
-        self.sample.append(StoreAt(slot, wi, Const(nature, 0.0 if nature == "real" else 0)))
-        return out
-
     def _ensure_written(self, x: Sig, line: Line):
         if line.name in self.written:
             return
@@ -652,16 +555,6 @@ class _Scheduler:
         v = self.arg(wsig, nature)
         self.sample.append(StoreAt(slot, w, v))  # a read sees the write of the same sample
         return self.bind(s, LoadAt(slot, self._clamp(ridx, size), nature), "sample")
-
-    def _waveform(self, s: Sig):
-        values = list(s.attr)
-        nature = self.t.nature[s]
-        table = self.new_slot("fWave", nature, len(values), "table", init=values)
-        idx = self.new_slot("iWave", "int")
-        out = self.bind(s, LoadAt(table, Load(idx, "int"), nature), "sample")
-        nxt = Op("%", (Op("+", (Load(idx, "int"), Const("int", 1)), "int"), Const("int", len(values))), "int")
-        self.post.append(Store(idx, nxt))
-        return out
 
     # -- finishing the loop
     def drain(self):

@@ -11,64 +11,24 @@ on them), 'control' (also depends on widgets: computed once per block),
 'sample' (computed every sample).
 
 Intervals (lo, hi) are conservative bounds used to size delay lines.
+
+Each kind of node's nature, rate and interval rules are its entry in signals/ops.py.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
-from ..errors import FaustTypeError
-from ..primitives.table import PRIMITIVES, same_nature, INF
+from ..primitives.table import INF  # noqa: F401  (re-exported: the unbounded interval's ends)
 from .nodes import Sig, free_recvars, walk
-
-RATES = ("const", "control", "sample")
-
-
-def _max_rate(*rs):
-    return max(rs, key=RATES.index) if rs else "const"
 
 
 def local_nature(s: Sig, nature_of):
-    """Nature of `s` from its children's natures (None = unknown: inside a recursion being built)."""
-    op = s.op
-    if op == "const":
-        return s.attr[0]
-    if op in ("input", "control", "bargraph", "tape"):
-        return "real"
-    if op in ("fconst", "fvar"):
-        return "int" if s.attr[0] == "int" else "real"
-    if op == "ffun":
-        return "int" if s.attr.result_type == "int" else "real"
-    if op == "prim":
-        ns = [nature_of(a) for a in s.args]
-        p = PRIMITIVES[s.attr]
-        if None in ns:
-            try:
-                r = p.nature(*[n or "int" for n in ns])
-                r2 = p.nature(*[n or "real" for n in ns])
-            except TypeError:
-                return None
-            return r if r == r2 else None
-        return p.nature(*ns)
-    if op in ("delay", "scatter", "rwtable_bar"):
-        return nature_of(s.args[0])
-    if op == "prefix":
-        a, b = nature_of(s.args[0]), nature_of(s.args[1])
-        return None if None in (a, b) else same_nature(a, b)
-    if op == "rdtable":
-        return nature_of(s.args[0])
-    if op == "rwtable":
-        a, b = nature_of(s.args[0]), nature_of(s.args[2])
-        return None if None in (a, b) else same_nature(a, b)
-    if op == "waveform":
-        return "int" if all(isinstance(v, int) for v in s.attr) else "real"
-    if op == "proj":
-        g = s.args[0]
-        if g.op == "recvar":
-            return None
-        return group_natures(g)[s.attr]
-    raise FaustTypeError(f"cannot type signal '{op}'")
+    """Nature of `s` from its children's natures (None = unknown: inside a recursion being built):
+    the `nature` rule of its op (signals/ops.py)."""
+    from .ops import rule
+
+    return rule(s.op, "nature")(s, nature_of)
 
 
 # group natures depend only on the group and on the natures of its free recursion
@@ -199,51 +159,12 @@ def _infer_types(roots) -> Types:
 
 
 def _rate(n: Sig, t: Types) -> str:
-    op = n.op
-    if op in ("const", "fconst"):
-        return "const"
-    if op in ("control", "fvar"):
-        return "control"
-    if op in ("prim", "ffun"):
-        if op == "ffun" and not n.args:
-            return "control"
-        return _max_rate(*(t.rate[a] for a in n.args))
-    if op == "rdtable":
-        return _max_rate("const", t.rate[n.args[1]])
-    if op in ("recvar", "rec"):
-        return "sample"
-    return "sample"
+    from .ops import rule
+
+    return rule(n.op, "rate")(n, t.rate.__getitem__)
 
 
 def _interval(n: Sig, t: Types):
-    op = n.op
-    if op == "const":
-        v = float(n.attr[1])
-        return (v, v)
-    if op == "control":
-        c = n.attr
-        if c.kind in ("button", "checkbox"):
-            return (0.0, 1.0)
-        return (min(c.min, c.max), max(c.min, c.max))
-    if op == "fconst":
-        if n.attr[1] == "fSamplingFreq":
-            return (1.0, 192000.0 * 16)
-        return (-INF, INF)
-    if op == "prim":
-        p = PRIMITIVES[n.attr]
-        if p.interval is None:
-            return (-INF, INF)
-        try:
-            lo, hi = p.interval(*(t.interval[a] for a in n.args))
-        except (OverflowError, ValueError, ZeroDivisionError):
-            return (-INF, INF)
-        if math.isnan(lo) or math.isnan(hi):
-            return (-INF, INF)
-        return (lo, hi)
-    if op == "delay":
-        lo, hi = t.interval[n.args[0]]
-        return (min(lo, 0.0), max(hi, 0.0))
-    if op == "waveform":
-        vals = [float(v) for v in n.attr]
-        return (min(vals), max(vals))
-    return (-INF, INF)
+    from .ops import rule
+
+    return rule(n.op, "interval")(n, t.interval.__getitem__)

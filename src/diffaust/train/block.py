@@ -104,13 +104,16 @@ class FitResult:
             v = float(v)
             return v if math.isfinite(v) else None
 
-        out = {"params": {k: float(v) for k, v in self.params.items()}, "loss": num(self.loss),
+        def value(v):
+            return [float(x) for x in v] if isinstance(v, np.ndarray) else float(v)
+
+        out = {"params": {k: value(v) for k, v in self.params.items()}, "loss": num(self.loss),
                "iterations": int(self.iterations), "stop_reason": self.stop_reason,
                "seconds": float(self.seconds), "best_iteration": int(self.best_iteration),
                "diverged_at": self.diverged_at, "ad": self.ad}
         if len(self.starts) > 1:
             out["start"] = int(self.start)
-            out["starts"] = [dict(st, loss=num(st["loss"]), start={k: float(v) for k, v in st["start"].items()})
+            out["starts"] = [dict(st, loss=num(st["loss"]), start={k: value(v) for k, v in st["start"].items()})
                              for st in self.starts]
         return out
 
@@ -194,6 +197,9 @@ def loss_and_grad(dsp, lossf, target, x, n, values, ad: str = "forward"):
 
     if ad == "reverse":
         return _loss_and_grad_reverse(dsp, lossf, target, x, n, values)
+    if any(isinstance(values.get(p.path), np.ndarray) for p in dsp.diff_params):
+        raise UsageError("a [diff:1] parameter given per sample is learned per sample by reverse mode "
+                         "(ad='reverse' or 'auto'): forward mode gives one derivative per parameter")
 
     if not isinstance(dsp, Dsp):  # a stand-in with render_jvp only
         y, dy = dsp.render_jvp(x, n, params=values)
@@ -234,16 +240,24 @@ def _loss_and_grad_reverse(dsp, lossf, target, x, n, values):
             return np.zeros_like(g)
         return g
 
-    G = rev.run(x, n, values, cotangent)
+    const, vary = dsp._split_params(values)
+    if not vary:
+        G = rev.run(x, n, values, cotangent)
+        grad = [G.by_path[p.path] for p in dsp.diff_params]
+    else:  # curves: the variant reading them from inputs; a curve's gradient is per sample
+        variant, x2, p2, paths, n = dsp._with_varying(x, n, values)
+        G = variant.reverse().run(x2, n, p2, cotangent)
+        grad = [G.input[dsp.inputs + paths.index(p.path)] if p.path in vary else [G.by_path[p.path]]
+                for p in dsp.diff_params]
     if math.isnan(box["L"]):
-        return math.nan, np.full(len(dsp.diff_params), math.nan)
-    return box["L"], np.array([G.by_path[p.path] for p in dsp.diff_params], dtype=np.float64)
+        return math.nan, np.full(sum(np.size(g) for g in grad), math.nan)
+    return box["L"], np.concatenate([np.asarray(g, dtype=np.float64).ravel() for g in grad])
 
 
 AD_MODES = ("auto", "forward", "reverse")
 
 
-def choose_ad(dsp, ad: str, trial: Optional[Callable] = None) -> str:
+def choose_ad(dsp, ad: str, trial: Optional[Callable] = None, curves: bool = False) -> str:
     """The differentiation mode of a fit: ``forward`` or ``reverse`` as asked; ``auto``:
     forward for up to 2 parameters (one tangent each costs less than the tape and the
     backward sweep), else whichever of the two computes `trial(mode)` (one gradient of the
@@ -253,6 +267,8 @@ def choose_ad(dsp, ad: str, trial: Optional[Callable] = None) -> str:
         raise UsageError(f"unknown differentiation mode '{ad}' (expected {', '.join(AD_MODES)})")
     if ad != "auto":
         return ad
+    if curves:
+        return "reverse"  # a curve has one gradient per sample: reverse mode only
     if len(dsp.diff_params) <= 2 or trial is None:
         return "forward"
     from ..errors import DerivativeError
@@ -292,6 +308,27 @@ class _Setup:
     blocks: list                # [(target (P, n), x (inputs, n) or None)], one per pair
     n: int
     ad: str = "forward"         # differentiation mode: forward | reverse (see choose_ad)
+    sizes: list = field(default_factory=list)  # coordinates per diff parameter: 1, or n for a curve
+
+    def size(self, k: int) -> int:
+        return self.sizes[k] if self.sizes else 1
+
+    def coordinate_bounds(self) -> list:
+        """The bounds of every coordinate: a curve's n samples share its parameter's."""
+        return [b for k, b in enumerate(self.bounds) for _ in range(self.size(k))]
+
+    def split(self, flat) -> list:
+        """A flat coordinate (or value) vector → one float or (n,) array per diff parameter."""
+        out, a = [], 0
+        for k in range(len(self.diff_params)):
+            m = self.size(k)
+            out.append(flat[a:a + m].copy() if m > 1 else float(flat[a]))
+            a += m
+        return out
+
+    @property
+    def curves(self) -> bool:
+        return any(m > 1 for m in self.sizes)
 
 
 def _key(dsp, p):
@@ -348,6 +385,16 @@ def _setup(dsp, target, x, *, loss, optimizer, lr, params, schedule, clip, n, lr
         i = dsp.param_index(k)
         given.add(i)
         p = dsp.params[i]
+        if isinstance(v, (np.ndarray, list, tuple)) and np.ndim(v) >= 1:
+            # a curve: one value per sample (learned per sample when [diff:1], else a fixed automation)
+            a = np.asarray(v, dtype=np.float64)
+            if a.ndim != 1 or a.shape[0] != n:
+                raise UsageError(f"parameter '{p.label}' given per sample must have shape ({n},) (the block's "
+                                 f"samples), got {a.shape}")
+            if not np.all(np.isfinite(a)):
+                raise UsageError(f"parameter '{p.label}' given per sample holds NaN or Inf")
+            values[p.path] = a
+            continue
         try:
             v = float(v)
         except (TypeError, ValueError):
@@ -372,9 +419,10 @@ def _setup(dsp, target, x, *, loss, optimizer, lr, params, schedule, clip, n, lr
         if not (v >= 0 and math.isfinite(v)):
             raise UsageError(f"the learning rate of '{p.label}' must be a finite number >= 0, got {v}")
         lr_scale[[q.path for q in diff_params].index(p.path)] = v / lr
+    sizes = [n if isinstance(values[p.path], np.ndarray) else 1 for p in diff_params]
     return _Setup(dsp, lossf, opt, lr, lr_scale, sched, None if clip is None else float(clip), diff_params,
                   [_key(dsp, p) for p in diff_params], [param_bounds(p) for p in diff_params],
-                  values, fixed, blocks, n)
+                  values, fixed, blocks, n, sizes=sizes)
 
 
 def _batch_loss_and_grad(s: _Setup, values: dict):
@@ -419,10 +467,11 @@ def _optimize(s: _Setup, u0: np.ndarray, iterations: int, tolerance: float, pati
     ``step_fn(values, it) -> (L, dL/dp)`` evaluates one iteration (a block render, or
     a window of a stream).  Returns the best iteration's values, the history and the
     stop reason ("iterations", "tolerance", "patience", "diverged", "callback")."""
-    box = UnitBox(s.bounds)
+    box = UnitBox(s.coordinate_bounds())
+    lr_scale = np.repeat(s.lr_scale, [s.size(k) for k in range(len(s.diff_params))])
 
     def current(uu):
-        return box.values(uu).tolist()
+        return s.split(box.values(uu)) if s.curves else box.values(uu).tolist()
 
     values = dict(s.values)
     u = np.array(u0, dtype=np.float64)
@@ -445,7 +494,8 @@ def _optimize(s: _Setup, u0: np.ndarray, iterations: int, tolerance: float, pati
             break
         losses.append(L)
         for lab, v in zip(s.labels, vals):
-            traj[lab].append(v)
+            if not isinstance(v, np.ndarray):  # a curve's values are not kept per iteration
+                traj[lab].append(v)
         if L < best_loss:
             best_loss, best_vals, best_it = L, vals, it
         if callback is not None and callback(it, L, dict(zip(s.labels, vals))) is True:
@@ -465,7 +515,7 @@ def _optimize(s: _Setup, u0: np.ndarray, iterations: int, tolerance: float, pati
             grad_u = clip_by_norm(grad_u, s.clip)
         if not adaptive:
             step, state = s.opt.update(grad_u, state, sched.after(it, L))
-            u = np.clip(u + step * s.lr_scale, 0.0, 1.0)
+            u = np.clip(u + step * lr_scale, 0.0, 1.0)
             continue
         # backtracking: accept u when L <= the accepted loss (then the rate grows), else undo
         # the step and take it again from the accepted point at half the rate; after 8
@@ -483,7 +533,7 @@ def _optimize(s: _Setup, u0: np.ndarray, iterations: int, tolerance: float, pati
                 accepted = accepted[:3] + (s.opt.init(accepted[0]),)
         u_a, _L_a, g_a, state_a = accepted
         step, state = s.opt.update(g_a, state_a, s.lr * warm)
-        u = np.clip(u_a + step * s.lr_scale, 0.0, 1.0)
+        u = np.clip(u_a + step * lr_scale, 0.0, 1.0)
     return {"values": best_vals, "loss": best_loss, "losses": losses, "traj": traj, "stop": stop,
             "diverged_at": diverged_at, "best_iteration": best_it}
 
@@ -492,8 +542,17 @@ def start_points(s: _Setup, starts: int, seed: int = 0) -> list:
     """``starts`` initial points in normalized coordinates: the given/initial values first,
     then points spread over the ranges (a scrambled Halton sequence, deterministic by
     ``seed``; never the slider ends, which are often degenerate: e.g. a gain of 0)."""
-    u0 = np.array([to_unit(s.values[p.path], *b) for p, b in zip(s.diff_params, s.bounds)])
-    points = [u0]
+    u0 = np.concatenate([np.atleast_1d(to_unit(s.values[p.path], *b)) for p, b in zip(s.diff_params, s.bounds)])
+    if s.curves:  # the spread points: each curve constant at its parameter's point
+        sizes = [s.size(k) for k in range(len(s.diff_params))]
+        return [u0] + [np.repeat(p, sizes) for p in _spread(len(s.diff_params), starts, seed)]
+    return [u0] + _spread(len(u0), starts, seed)
+
+
+def _spread(dims: int, starts: int, seed: int) -> list:
+    """``starts - 1`` points of [0.05, 0.95]^dims (a scrambled Halton sequence)."""
+    points = []
+    u0 = np.zeros(dims)
     primes = [2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53]
     rng = np.random.default_rng(seed)
     shift = rng.random(len(u0))
@@ -531,7 +590,8 @@ def _fit_starts(s: _Setup, iterations, tolerance, patience, callback, starts, se
     runs = []
     for k, u0 in enumerate(start_points(s, starts, seed)):
         run = _optimize(s, u0, iterations, tolerance, patience, callback, step_fn_for())
-        run["init"] = [from_unit(ui, *b) for ui, b in zip(u0, s.bounds)]
+        run["init"] = s.split(UnitBox(s.coordinate_bounds()).values(u0)) if s.curves else \
+            [from_unit(ui, *b) for ui, b in zip(u0, s.bounds)]
         runs.append(run)
         if run["stop"] in ("callback", "tolerance"):
             break
@@ -559,7 +619,10 @@ def fit_block(dsp, target, x=None, *, loss="mse", optimizer="adam", lr: Optional
                 default :func:`default_lr` (adam: 0.05; 0.02 with a spectral loss)
     iterations  at most this many iterations per start (one render of the block each)
     params      initial values (label, path or index -> value, clamped into [min, max]) of
-                diff parameters, and fixed values of other widgets
+                diff parameters, and fixed values of other widgets; an array (n,) gives a
+                curve, one value per sample: a diff parameter's curve is learned per sample
+                (reverse mode; its result is an array, its trajectory is not kept), another
+                widget's is a fixed automation
     schedule    learning-rate schedule: ``adaptive`` (default: warm-up from 1 % of lr, growing
                 ×1.25 per accepted step; a step whose loss exceeds the largest of the last 10
                 accepted ones is undone and retried at half the rate), ``plateau`` (halve the
@@ -589,7 +652,11 @@ def fit_block(dsp, target, x=None, *, loss="mse", optimizer="adam", lr: Optional
     s = _setup(dsp, target, x, loss=loss, optimizer=optimizer, lr=lr, params=params, schedule=schedule,
                clip=clip, n=n, lr_params=lr_params)
     t0, x0 = s.blocks[0]
-    s.ad = choose_ad(dsp, ad, lambda mode: loss_and_grad(dsp, s.lossf, t0, x0, s.n, dict(s.values), mode))
+    s.ad = choose_ad(dsp, ad, lambda mode: loss_and_grad(dsp, s.lossf, t0, x0, s.n, dict(s.values), mode),
+                     curves=s.curves)
+    if s.curves and s.ad != "reverse":
+        raise UsageError("a [diff:1] parameter given per sample is learned per sample by reverse mode: "
+                         "ad='reverse' or 'auto', not 'forward'")
 
     def step_fn_for():
         return lambda values, it: _batch_loss_and_grad(s, values)
@@ -671,6 +738,9 @@ def fit_stream(dsp, target, x=None, *, window: int = DEFAULT_WINDOW, hop: Option
         raise UsageError(f"the hop ({hop}) must not exceed the window ({window})")
     s = _setup(dsp, target, x, loss=loss, optimizer=optimizer, lr=lr, params=params, schedule=schedule,
                clip=clip, n=n, lr_params=lr_params)
+    if s.curves:
+        raise UsageError("a [diff:1] parameter given per sample is learned by block fits (mode='block'), "
+                         "not by stream fits")
     if window > s.n:
         raise UsageError(f"the window ({window} samples) is longer than the signal ({s.n} samples)")
     if s.sched.name == "adaptive":
