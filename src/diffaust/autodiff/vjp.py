@@ -142,7 +142,7 @@ class _Transposer:
         self.scope: dict = {}
         for n in self.order:
             fv = free_recvars(n, self.free)
-            own = max(fv, key=group_depth) if fv else None
+            own = max(fv, key=lambda v: (group_depth(v), v)) if fv else None
             self.owner[n] = own
             if own is not None:
                 self.scope.setdefault(own, []).append(n)

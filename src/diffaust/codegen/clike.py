@@ -35,12 +35,8 @@ def expr(e, prog) -> str:
     if t is Op:
         p = PRIMITIVES[e.name]
         args = [expr(a, prog) for a in e.args]
-        if e.name in ("pow", "^") and e.nature == "int":
-            return f"int(pow{f}({args[0]}, {args[1]}))"
-        if p.code[0] in ("libm", "intrinsic") or e.name in ("round", "pow", "^"):
-            return p.c.replace("{f}", f).format(*args)
-        if e.name == "%" and e.nature == "real":
-            return f"fmod{f}({args[0]}, {args[1]})"
+        if p.clike is not None:
+            return p.clike(e, args, f)
         return p.c.replace("{f}", f).format(*args)
     if t is Call:
         return f"{e.fname}({', '.join(expr(a, prog) for a in e.args)})"

@@ -36,7 +36,7 @@ import re
 import numpy as np
 
 from ..errors import DiffaustError
-from ..primitives.table import PRIMITIVES
+from ..primitives.table import PRIMITIVES, missing_rule
 from ..signals.propagate import parse_label
 from .schedule import (
     Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
@@ -68,6 +68,8 @@ _HELPERS = {
     "min2": "template <typename T> static T min2(T a, T b) { return b < a ? b : a; }",
     "max2": "template <typename T> static T max2(T a, T b) { return a < b ? b : a; }",
 }
+# LLVM instruction of a binop `code` -> the helper that gives it in C++
+_INT_HELPERS = {"add": "iadd", "sub": "isub", "mul": "imul", "srem": "irem", "shl": "ishl", "ashr": "ishr"}
 _HELPER_NOTES = {
     "iadd": "32-bit wrapping int arithmetic (Faust's semantics), without C++'s undefined overflow",
     "irem": "int % by 0 or -1 is 0",
@@ -280,11 +282,14 @@ class _Emitter:
         raise DiffaustError(f"cpp backend: cannot lower the expression {t.__name__}")
 
     def op(self, e: Op, ctx: str) -> str:
+        """A primitive: its entry's cpp hook, else the generic rule of its `code`."""
         p = PRIMITIVES.get(e.name)
         if p is None:
             raise DiffaustError(f"cpp backend: unknown primitive '{e.name}'")
         args = [self.expr(a, ctx) for a in e.args]
         nats = [self.nature(a) for a in e.args]
+        if p.cpp is not None:
+            return p.cpp(self, e, args, nats)
         code = p.code
         kind = code[0]
         sfx = self.sfx
@@ -294,20 +299,12 @@ class _Emitter:
             if opname is None or (not is_int and any(n == "int" for n in nats)):
                 raise DiffaustError(f"cpp backend: primitive '{e.name}' on {list(nats)}")
             x, y = args
-            if opname in ("add", "sub", "mul"):
-                return f"{self.use('i' + opname)}({x}, {y})"
-            if opname == "srem":
-                return f"{self.use('irem')}({x}, {y})"
-            if opname == "shl":
-                return f"{self.use('ishl')}({x}, {y})"
-            if opname == "ashr":
-                return f"{self.use('ishr')}({x}, {y})"
-            sym = {"and": "&", "or": "|", "xor": "^", "fadd": "+", "fsub": "-", "fmul": "*", "fdiv": "/"}.get(opname)
-            if sym is not None:
-                return f"({x} {sym} {y})"
+            helper = _INT_HELPERS.get(opname)
+            if helper is not None:  # wrapping int arithmetic, Faust's int % and shifts
+                return f"{self.use(helper)}({x}, {y})"
             if opname == "frem":
                 return f"fmod{sfx}({x}, {y})"
-            raise DiffaustError(f"cpp backend: primitive '{e.name}' ({opname}) has no lowering")
+            return p.c.format(x, y)  # C's own operator
         if kind == "cmp":
             x, y = args
             if len(set(nats)) != 1:
@@ -317,32 +314,7 @@ class _Emitter:
             if any(n != "real" for n in nats):
                 raise DiffaustError(f"cpp backend: primitive '{e.name}' on {list(nats)}")
             return f"{code[1]}{sfx}({', '.join(args)})"
-        name = code[1]
-        if name == "abs":
-            return f"{self.use('iabs')}({args[0]})" if nats[0] == "int" else f"fabs{sfx}({args[0]})"
-        if name in ("min", "max"):
-            if nats[0] != nats[1]:
-                raise DiffaustError(f"cpp backend: '{name}' on {list(nats)}")
-            return f"{self.use(name + '2')}({args[0]}, {args[1]})"
-        if name == "int":
-            return args[0] if nats[0] == "int" else f"{self.use('toint')}({args[0]})"
-        if name == "float":
-            return args[0] if nats[0] == "real" else f"{self.R}({args[0]})"
-        if name == "select2":
-            s, x, y = args
-            if nats[0] != "int":
-                raise DiffaustError("cpp backend: select2 with a real selector")
-            return f"({s} != 0 ? {y} : {x})"
-        if name == "select3":
-            s, x, y, z = args
-            zero, one = ("0", "1") if nats[0] == "int" else (self.real_literal(0.0), self.real_literal(1.0))
-            return f"({s} == {zero} ? {x} : ({s} == {one} ? {y} : {z}))"
-        if name == "pow":
-            if any(n != "real" for n in nats):
-                raise DiffaustError(f"cpp backend: pow on {list(nats)}")
-            r = f"pow{sfx}({args[0]}, {args[1]})"
-            return f"{self.use('toint')}({r})" if e.nature == "int" else r
-        raise DiffaustError(f"cpp backend: primitive '{e.name}' has no lowering")
+        raise missing_rule(p, "cpp lowering")
 
     # -- statements
     def stmts(self, lst, ctx: str, pad: str) -> list:

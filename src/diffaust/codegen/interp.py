@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from ..errors import DiffaustError
-from ..primitives.table import PRIMITIVES
+from ..primitives.table import PRIMITIVES, missing_rule
 from .schedule import (
     Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
@@ -31,6 +31,27 @@ _CTYPES = {np.dtype(I32): ctypes.c_int, np.dtype(np.float32): ctypes.c_float,
 def _wrap(v) -> np.int32:
     v = int(v) & 0xFFFFFFFF
     return I32(v - (1 << 32) if v & 0x80000000 else v)
+
+
+# the generic binop rule: Python semantics of the LLVM instructions a `code` names
+_INT_OPS = {
+    "add": lambda x, y: _wrap(x + y),
+    "sub": lambda x, y: _wrap(x - y),
+    "mul": lambda x, y: _wrap(x * y),
+    "srem": lambda x, y: I32(0) if y in (0, -1) else _wrap(int(math.fmod(x, y))),
+    "and": lambda x, y: _wrap(x & y),
+    "or": lambda x, y: _wrap(x | y),
+    "xor": lambda x, y: _wrap(x ^ y),
+    "shl": lambda x, y: _wrap(x << (y & 31)),
+    "ashr": lambda x, y: _wrap(x >> (y & 31)),
+}
+_REAL_OPS = {
+    "fadd": lambda R, x, y: R(x + y),
+    "fsub": lambda R, x, y: R(x - y),
+    "fmul": lambda R, x, y: R(x * y),
+    "fdiv": lambda R, x, y: R(R(x) / R(y)),
+    "frem": lambda R, x, y: R(np.fmod(R(x), R(y))),
+}
 
 
 class _Machine:
@@ -104,74 +125,26 @@ class _Machine:
         return I32(int(f))
 
     def op(self, e: Op, a):
-        name = e.name
-        p = PRIMITIVES[name]
-        kind = p.code[0]
-        is_int = all(isinstance(v, np.int32) for v in a)
+        """A primitive: its entry's interp hook, else the generic rule of its `code`."""
+        p = PRIMITIVES[e.name]
+        code = p.code
+        kind = code[0]
         R = self.R
         with np.errstate(all="ignore"):
+            if p.interp is not None:
+                return p.interp(self, e, a)
             if kind == "binop":
                 x, y = a
-                if is_int:
-                    xi, yi = int(x), int(y)
-                    if name == "+":
-                        return _wrap(xi + yi)
-                    if name == "-":
-                        return _wrap(xi - yi)
-                    if name == "*":
-                        return _wrap(xi * yi)
-                    if name == "%":
-                        return I32(0) if yi in (0, -1) else _wrap(int(math.fmod(xi, yi)))
-                    if name == "&":
-                        return _wrap(xi & yi)
-                    if name == "|":
-                        return _wrap(xi | yi)
-                    if name == "xor":
-                        return _wrap(xi ^ yi)
-                    if name == "<<":
-                        return _wrap(xi << (yi & 31))
-                    if name == ">>":
-                        return _wrap(xi >> (yi & 31))
-                if name == "+":
-                    return R(x + y)
-                if name == "-":
-                    return R(x - y)
-                if name == "*":
-                    return R(x * y)
-                if name == "/":
-                    return R(R(x) / R(y))
-                if name == "%":
-                    return R(np.fmod(R(x), R(y)))
-                raise DiffaustError(f"interp: {name} on reals")
+                if code[1] is not None and all(isinstance(v, np.int32) for v in a):
+                    return _INT_OPS[code[1]](int(x), int(y))
+                if code[2] is None:
+                    raise DiffaustError(f"interp: {e.name} on reals")
+                return _REAL_OPS[code[2]](R, x, y)
             if kind == "cmp":
-                x, y = a
-                return I32({"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y, "==": x == y, "!=": x != y}[name])
-            if kind in ("libm", "intrinsic"):
-                fn = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos,
-                      "atan": np.arctan, "exp": np.exp, "log": np.log, "log10": np.log10, "sqrt": np.sqrt,
-                      "floor": np.floor, "ceil": np.ceil, "rint": np.rint, "atan2": np.arctan2,
-                      "pow": np.power, "fmod": np.fmod, "remainder": lambda u, v: R(_remainder(u, v)),
-                      "round": lambda u: R(_round(u))}[p.code[1]]
-                return R(fn(*[R(v) for v in a]))
-            if name == "abs":
-                return _wrap(abs(int(a[0]))) if is_int else R(abs(a[0]))
-            if name == "min":
-                return a[1] if a[1] < a[0] else a[0]
-            if name == "max":
-                return a[1] if a[0] < a[1] else a[0]
-            if name == "int":
-                return a[0] if isinstance(a[0], np.int32) else self.to_int(a[0])
-            if name == "float":
-                return R(a[0])
-            if name == "select2":
-                return a[2] if int(a[0]) != 0 else a[1]
-            if name == "select3":
-                s = a[0]
-                return a[1] if s == 0 else (a[2] if s == 1 else a[3])
-            if p.code[1] == "pow":
-                r = R(np.power(R(a[0]), R(a[1])))
-                return self.to_int(r) if e.nature == "int" else r
-        raise DiffaustError(f"interp: primitive '{name}' has no evaluation")
+                return I32(code[3](*a))
+            if kind in ("libm", "intrinsic") and p.ufunc is not None:
+                return R(p.ufunc(*[R(v) for v in a]))
+        raise missing_rule(p, "interp evaluation")
 
     # -- statements
     def run(self, stmts, env):
@@ -206,20 +179,6 @@ class _Machine:
                     self.run(st.post, sub)
             else:
                 raise DiffaustError(f"interp: cannot run {t.__name__}")
-
-
-def _remainder(u, v):
-    u, v = float(u), float(v)
-    if v == 0 or math.isinf(u) or math.isnan(u) or math.isnan(v):
-        return float("nan")
-    return math.remainder(u, v)
-
-
-def _round(u):
-    u = float(u)
-    if math.isnan(u) or math.isinf(u):
-        return u
-    return math.copysign(math.floor(abs(u) + 0.5), u)
 
 
 def run(prog: Program, x=None, n: int = 0, params: dict | None = None, sample_rate: int = 44100) -> np.ndarray:

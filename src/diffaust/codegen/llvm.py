@@ -23,7 +23,8 @@ from typing import Optional
 from llvmlite import ir
 
 from ..errors import DiffaustError
-from ..primitives.table import PRIMITIVES
+from ..primitives.foreign import FOREIGN
+from ..primitives.table import PRIMITIVES, libm_symbols, missing_rule
 from ..signals.build import paused_gc
 from .schedule import (
     Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
@@ -339,10 +340,19 @@ class _Lower:
         ok = b.and_(b.fcmp_ordered(">=", v, lo), b.fcmp_ordered("<", v, hi))
         return b.select(ok, b.fptosi(v, I32), ir.Constant(I32, -(2**31)))
 
+    def int_const(self, v: int):
+        return ir.Constant(I32, v)
+
+    def real_const(self, v: float):
+        return ir.Constant(self.real, v)
+
     def op(self, b, e: Op, env):
+        """A primitive: its entry's llvm hook, else the generic rule of its `code`."""
         p = PRIMITIVES[e.name]
         args = [self.expr(b, a, env) for a in e.args]
         nats = [self.nature(a) for a in e.args]
+        if p.llvm is not None:
+            return p.llvm(self, b, e, args, nats)
         code = p.code
         kind = code[0]
         if kind == "binop":
@@ -351,19 +361,19 @@ class _Lower:
             if opname is None:
                 raise DiffaustError(f"llvm backend: primitive '{e.name}' on {nats}")
             x, y = args
-            if opname == "srem":
+            if opname == "srem":  # C's int % traps on 0 and -1: Faust gives 0
                 bad = b.or_(b.icmp_signed("==", y, ir.Constant(I32, 0)), b.icmp_signed("==", y, ir.Constant(I32, -1)))
                 safe = b.select(bad, ir.Constant(I32, 1), y)
                 return b.select(bad, ir.Constant(I32, 0), b.srem(x, safe))
-            if opname in ("shl", "ashr"):
+            if opname in ("shl", "ashr"):  # shift amounts modulo 32
                 y = b.and_(y, ir.Constant(I32, 31))
             return getattr(b, {"and": "and_", "or": "or_"}.get(opname, opname))(x, y)
         if kind == "cmp":
             x, y = args
             if all(n == "int" for n in nats):
                 c = b.icmp_signed(code[1], x, y)
-            elif code[1] == "!=":
-                c = b.fcmp_unordered("!=", x, y)
+            elif code[2] == "unordered":
+                c = b.fcmp_unordered(code[1], x, y)
             else:
                 c = b.fcmp_ordered(code[1], x, y)
             return b.zext(c, I32)
@@ -373,40 +383,7 @@ class _Lower:
             return b.call(f, args)
         if kind == "intrinsic":
             return b.call(self.intrinsic(code[1], self.real), args)
-        name = code[1]
-        if name == "abs":
-            x = args[0]
-            if nats[0] == "int":
-                return b.select(b.icmp_signed("<", x, ir.Constant(I32, 0)), b.neg(x), x)
-            return b.call(self.intrinsic("fabs", self.real), [x])
-        if name in ("min", "max"):
-            x, y = args
-            lt = (lambda u, v: b.icmp_signed("<", u, v)) if nats[0] == "int" else \
-                (lambda u, v: b.fcmp_ordered("<", u, v))
-            if name == "min":  # std::min(a, b) = b < a ? b : a
-                return b.select(lt(y, x), y, x)
-            return b.select(lt(x, y), y, x)  # std::max(a, b) = a < b ? b : a
-        if name == "int":
-            return args[0] if nats[0] == "int" else self.fptosi(b, args[0])
-        if name == "float":
-            return args[0] if nats[0] == "real" else b.sitofp(args[0], self.real)
-        if name == "select2":
-            s, x, y = args
-            return b.select(b.icmp_signed("!=", s, ir.Constant(I32, 0)), y, x)
-        if name == "select3":
-            s, x, y, z = args
-            if nats[0] == "int":
-                is0 = b.icmp_signed("==", s, ir.Constant(I32, 0))
-                is1 = b.icmp_signed("==", s, ir.Constant(I32, 1))
-            else:  # a real selector is compared exactly
-                is0 = b.fcmp_ordered("==", s, ir.Constant(self.real, 0.0))
-                is1 = b.fcmp_ordered("==", s, ir.Constant(self.real, 1.0))
-            return b.select(is0, x, b.select(is1, y, z))
-        if name == "pow":
-            f = self.fn("pow" + self.sfx, self.real, [self.real, self.real])
-            r = b.call(f, args)
-            return self.fptosi(b, r) if e.nature == "int" else r
-        raise DiffaustError(f"llvm backend: primitive '{e.name}' has no lowering")
+        raise missing_rule(p, "llvm lowering")
 
     def line_read(self, b, e: LineRead, env):
         line = self._line(e.line)
@@ -939,11 +916,8 @@ class _Jit:
 
     def _register_libm(self):
         libm = ctypes.CDLL(ctypes.util.find_library("m") or "libm.so.6")
-        names = ["sin", "cos", "tan", "asin", "acos", "atan", "atan2", "exp", "log", "log10", "pow",
-                 "sqrt", "fmod", "remainder", "floor", "ceil", "rint", "round", "fabs", "tanh", "sinh",
-                 "cosh", "asinh", "acosh", "atanh", "cbrt", "hypot", "exp2", "log2", "expm1", "log1p",
-                 "trunc", "fmin", "fmax", "copysign", "erf", "erfc", "tgamma", "lgamma", "exp10",
-                 "nearbyint", "lrint"]
+        # the registry's C math functions and the foreign (ffunction) ones
+        names = list(dict.fromkeys(libm_symbols() + tuple(FOREIGN)))
         for n in names:
             for v in (n, n + "f"):
                 try:

@@ -3,7 +3,8 @@
 Faust's libraries reach many libm functions through `ffunction` (`ma.tanh` is
 `ffunction(float tanhf|tanh|tanhl (float), <math.h>, "")`).  For each known
 function (by its double-precision C name; the `f`/`l` variants map to it) the
-table gives its arity and its tangent rule, so `-diff` goes through them.  A
+table gives its arity and its tangent rule, so `-diff` goes through them.  The functions
+that are also Faust primitives (sin, exp, floor ...) take the primitive table's rule.  A
 foreign function outside the table has no derivative: DerivativeError naming it.
 
     ForeignFn(name, arity, jvp)   jvp(s, args, dots) -> tangent of s = name(args)
@@ -17,6 +18,7 @@ from typing import Callable, Optional
 
 from ..signals import build as B
 from ..signals.nodes import FFun, Sig, mk
+from .table import PRIMITIVES
 
 
 @dataclass(frozen=True)
@@ -68,14 +70,6 @@ _RULES = {
                                            B.prim("exp", B.neg(_sq(a[0])))), d[0])),
     "erfc": (1, lambda s, a, d: B.mul(B.mul(_c(-2.0 / math.sqrt(math.pi)),
                                             B.prim("exp", B.neg(_sq(a[0])))), d[0])),
-    # the math.h functions Faust also has as primitives
-    "sin": (1, lambda s, a, d: B.mul(B.prim("cos", a[0]), d[0])),
-    "cos": (1, lambda s, a, d: B.mul(B.neg(B.prim("sin", a[0])), d[0])),
-    "tan": (1, lambda s, a, d: B.mul(B.add(_c(1.0), _sq(s)), d[0])),
-    "exp": (1, lambda s, a, d: B.mul(s, d[0])),
-    "log": (1, lambda s, a, d: B.div(d[0], a[0])),
-    "log10": (1, lambda s, a, d: B.div(d[0], B.mul(a[0], _c(LN10)))),
-    "sqrt": (1, lambda s, a, d: B.div(d[0], B.mul(_c(2.0), s))),
     # |x|' = sign(x)·x'
     "fabs": (1, lambda s, a, d: B.mul(B.select2(B.prim("<", a[0], _c(0.0)), _c(1.0), _c(-1.0)), d[0])),
     # fmin/fmax pick the tangent of the chosen argument
@@ -86,18 +80,27 @@ _RULES = {
                                                               B.prim("<", s, _c(0.0))), _c(-1.0), _c(1.0)),
                                           d[0])),
     # piecewise constant
-    "floor": (1, lambda s, a, d: _c(0.0)),
-    "ceil": (1, lambda s, a, d: _c(0.0)),
-    "rint": (1, lambda s, a, d: _c(0.0)),
-    "round": (1, lambda s, a, d: _c(0.0)),
     "trunc": (1, lambda s, a, d: _c(0.0)),
     "nearbyint": (1, lambda s, a, d: _c(0.0)),
     # no derivative rule (DerivativeError): the gamma functions
     "tgamma": (1, None),
     "lgamma": (1, None),
+    # no derivative rule either; known so the JIT registers its symbol
+    "lrint": (1, None),
 }
 
+# The math.h functions Faust also has as primitives: their rule is the primitive's (one
+# definition, in primitives.table), applied to the ffunction's arguments.
+FROM_PRIMITIVES = ("sin", "cos", "tan", "exp", "log", "log10", "sqrt", "floor", "ceil", "rint", "round")
+
+
+def _primitive_rule(p):
+    return lambda s, a, d: p.jvp(a, d)
+
+
 FOREIGN = {name: ForeignFn(name, n, rule) for name, (n, rule) in _RULES.items()}
+FOREIGN.update({name: ForeignFn(name, PRIMITIVES[name].arity, _primitive_rule(PRIMITIVES[name]))
+                for name in FROM_PRIMITIVES})
 
 
 def lookup(ffun: FFun) -> Optional[ForeignFn]:

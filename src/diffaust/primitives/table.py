@@ -11,11 +11,27 @@ Each `Primitive` declares:
   jvp       forward derivative, written with signal builders:
               jvp(args, tangents) -> tangent signal        (tangents never None)
   interval  result interval from argument intervals (used to size delay lines)
-  code      how it lowers: ('binop', int_op, real_op) | ('libm', name) |
-            ('intrinsic', name) | ('cmp', pred) | ('special', name)
-  c         C expression template for the listing / C++ export
+  code      how it lowers, when a generic rule does it (data read by every backend):
+              ('binop', int_op, real_op)   LLVM instruction names (None: no such form)
+              ('cmp', pred, fcmp, pyop)    C predicate, 'ordered' | 'unordered' on reals,
+                                           the Python operator (interp)
+              ('libm', name) | ('intrinsic', name)   a C math function / LLVM intrinsic
+              ('special',)                 no generic rule: each backend needs its hook
+  c         C expression template for the listing / C++ export ({f}: the float suffix)
+  ufunc     NumPy evaluation at the program's precision (interp's generic libm/intrinsic rule)
+  symbols   libm functions the primitive's own lowering calls (registered with the JIT)
+  keyword   whether Faust's lexer makes the name a keyword (when it is a word)
 
-A pass that needs a rule a primitive lacks raises an error naming it.
+and, for what is not generic, one lowering hook per backend (called before the generic rule):
+  llvm      llvm(cg, b, e, args, natures) -> IR value     (cg: the LLVM lowering, b: its builder)
+  cpp       cpp(em, e, args, natures) -> C++ text          (em: the C++ emitter)
+  interp    interp(m, e, args) -> NumPy scalar             (m: the interpreter's machine)
+  clike     clike(e, args, f) -> text of the C-like listing (f: "f" or "")
+where e is the scheduled `Op` (e.nature: its result nature), args the converted arguments
+(lowered by the backend), natures theirs.
+
+A pass that needs a rule a primitive lacks raises an error naming it (`missing_rule`).
+Adding a primitive: one entry here plus one row in tests/test_primitive_table.py.
 """
 
 from __future__ import annotations
@@ -42,6 +58,13 @@ class Primitive:
     interval: Optional[Callable]
     code: tuple
     c: str
+    ufunc: Optional[Callable] = None
+    symbols: tuple = ()
+    keyword: bool = True
+    llvm: Optional[Callable] = None
+    cpp: Optional[Callable] = None
+    interp: Optional[Callable] = None
+    clike: Optional[Callable] = None
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -59,6 +82,13 @@ def lookup(name: str) -> Primitive:
         from ..errors import DiffaustError
 
         raise DiffaustError(f"unknown primitive '{name}'") from None
+
+
+def missing_rule(p: Primitive, rule: str):
+    """The error of a pass that meets a primitive without the rule it needs."""
+    from ..errors import DiffaustError
+
+    return DiffaustError(f"primitive '{p.name}' has no {rule}")
 
 
 # ---------------------------------------------------------------- nature rules
@@ -393,12 +423,161 @@ def jvp_identity_first(args, dots):
     return dots[0]
 
 
+# ---------------------------------------------------------------- backend hooks
+# What a backend cannot do from `code` alone.  Each hook gets the backend's own context
+# (see the module docstring) and the converted arguments; they use only its helpers.
+
+
+def _is_int(natures) -> bool:
+    return natures[0] == "int"
+
+
+def _np_int(v) -> np.int32:
+    return np.int32(wrap_int(int(v)))
+
+
+# abs: int |x| wraps (|INT_MIN| = INT_MIN); real |x| is fabs
+def _llvm_abs(cg, b, e, args, nats):
+    x = args[0]
+    if _is_int(nats):
+        return b.select(b.icmp_signed("<", x, cg.int_const(0)), b.neg(x), x)
+    return b.call(cg.intrinsic("fabs", cg.real), [x])
+
+
+def _cpp_abs(em, e, args, nats):
+    return f"{em.use('iabs')}({args[0]})" if _is_int(nats) else f"fabs{em.sfx}({args[0]})"
+
+
+def _interp_abs(m, e, args):
+    return _np_int(abs(int(args[0]))) if all(isinstance(v, np.int32) for v in args) else m.R(abs(args[0]))
+
+
+# min(a, b) = b < a ? b : a, max(a, b) = a < b ? b : a   (std::min, std::max)
+def _llvm_lt(b, nats):
+    if _is_int(nats):
+        return lambda u, v: b.icmp_signed("<", u, v)
+    return lambda u, v: b.fcmp_ordered("<", u, v)
+
+
+def _llvm_min(cg, b, e, args, nats):
+    x, y = args
+    return b.select(_llvm_lt(b, nats)(y, x), y, x)
+
+
+def _llvm_max(cg, b, e, args, nats):
+    x, y = args
+    return b.select(_llvm_lt(b, nats)(x, y), y, x)
+
+
+def _cpp_minmax(helper):
+    def cpp(em, e, args, nats):
+        if nats[0] != nats[1]:
+            from ..errors import DiffaustError
+
+            raise DiffaustError(f"cpp backend: '{e.name}' on {list(nats)}")
+        return f"{em.use(helper)}({args[0]}, {args[1]})"
+
+    return cpp
+
+
+# int(x): truncation toward zero, C's (int)x on x86
+def _llvm_int(cg, b, e, args, nats):
+    return args[0] if _is_int(nats) else cg.fptosi(b, args[0])
+
+
+def _cpp_int(em, e, args, nats):
+    return args[0] if _is_int(nats) else f"{em.use('toint')}({args[0]})"
+
+
+def _interp_int(m, e, args):
+    return args[0] if isinstance(args[0], np.int32) else m.to_int(args[0])
+
+
+def _llvm_float(cg, b, e, args, nats):
+    return args[0] if nats[0] == "real" else b.sitofp(args[0], cg.real)
+
+
+def _cpp_float(em, e, args, nats):
+    return args[0] if nats[0] == "real" else f"{em.R}({args[0]})"
+
+
+# select2(s, a, b): s != 0 picks b (s is converted to int)
+def _llvm_select2(cg, b, e, args, nats):
+    s, x, y = args
+    return b.select(b.icmp_signed("!=", s, cg.int_const(0)), y, x)
+
+
+def _cpp_select2(em, e, args, nats):
+    s, x, y = args
+    if not _is_int(nats):
+        from ..errors import DiffaustError
+
+        raise DiffaustError("cpp backend: select2 with a real selector")
+    return f"({s} != 0 ? {y} : {x})"
+
+
+# select3(s, a, b, c): a real selector is compared exactly
+def _llvm_select3(cg, b, e, args, nats):
+    s, x, y, z = args
+    if _is_int(nats):
+        is0 = b.icmp_signed("==", s, cg.int_const(0))
+        is1 = b.icmp_signed("==", s, cg.int_const(1))
+    else:
+        is0 = b.fcmp_ordered("==", s, cg.real_const(0.0))
+        is1 = b.fcmp_ordered("==", s, cg.real_const(1.0))
+    return b.select(is0, x, b.select(is1, y, z))
+
+
+def _cpp_select3(em, e, args, nats):
+    s, x, y, z = args
+    zero, one = ("0", "1") if _is_int(nats) else (em.real_literal(0.0), em.real_literal(1.0))
+    return f"({s} == {zero} ? {x} : ({s} == {one} ? {y} : {z}))"
+
+
+def _interp_select3(m, e, args):
+    s = args[0]
+    return args[1] if s == 0 else (args[2] if s == 1 else args[3])
+
+
+# pow / ^: the real pow; an int result (int^int) converts it like int() does
+def _llvm_pow(cg, b, e, args, nats):
+    f = cg.fn("pow" + cg.sfx, cg.real, [cg.real, cg.real])
+    r = b.call(f, args)
+    return cg.fptosi(b, r) if e.nature == "int" else r
+
+
+def _cpp_pow(em, e, args, nats):
+    if any(n != "real" for n in nats):
+        from ..errors import DiffaustError
+
+        raise DiffaustError(f"cpp backend: pow on {list(nats)}")
+    r = f"pow{em.sfx}({args[0]}, {args[1]})"
+    return f"{em.use('toint')}({r})" if e.nature == "int" else r
+
+
+def _interp_pow(m, e, args):
+    r = m.R(np.power(m.R(args[0]), m.R(args[1])))
+    return m.to_int(r) if e.nature == "int" else r
+
+
+def _clike_pow(e, args, f):
+    r = f"pow{f}({args[0]}, {args[1]})"
+    return f"int({r})" if e.nature == "int" else r
+
+
+# % on reals is fmod
+def _clike_rem(e, args, f):
+    if e.nature == "real":
+        return f"fmod{f}({args[0]}, {args[1]})"
+    return f"({args[0]} % {args[1]})"
+
+
 # ---------------------------------------------------------------- the table
 
 
-def binop(name, int_fn, real_fn, jvp, interval, int_op, real_op, c, nature=same_nature):
+def binop(name, int_fn, real_fn, jvp, interval, int_op, real_op, c, nature=same_nature, **hooks):
     return _reg(Primitive(name, 2, nature, "same", _int_or_real(int_fn, real_fn), jvp, interval,
-                          ("binop", int_op, real_op), c))
+                          ("binop", int_op, real_op), c, **hooks))
 
 
 binop("+", lambda a, b: a + b, lambda a, b: a + b, jvp_add, iv_add, "add", "fadd", "({0} + {1})")
@@ -407,14 +586,15 @@ binop("*", lambda a, b: a * b, lambda a, b: a * b, jvp_mul, iv_mul, "mul", "fmul
 # `/` is real division, even int/int (FAUST-SEMANTICS)
 _reg(Primitive("/", 2, always_real, "real", _real(_np(np.divide)), jvp_div, iv_div,
                ("binop", None, "fdiv"), "({0} / {1})"))
-binop("%", _c_rem, _fmod, _jvp_mod_like("%"), iv_rem, "srem", "frem", "({0} % {1})")
+binop("%", _c_rem, _fmod, _jvp_mod_like("%"), iv_rem, "srem", "frem", "({0} % {1})", clike=_clike_rem)
 
-for _name, _fn, _pred in [("<", lambda a, b: a < b, "<"), ("<=", lambda a, b: a <= b, "<="),
-                          (">", lambda a, b: a > b, ">"), (">=", lambda a, b: a >= b, ">="),
-                          ("==", lambda a, b: a == b, "=="), ("!=", lambda a, b: a != b, "!=")]:
+# comparisons: int 0/1; on reals `!=` is C's (true for NaN: unordered), the others ordered
+for _name, _fn, _fcmp in [("<", lambda a, b: a < b, "ordered"), ("<=", lambda a, b: a <= b, "ordered"),
+                          (">", lambda a, b: a > b, "ordered"), (">=", lambda a, b: a >= b, "ordered"),
+                          ("==", lambda a, b: a == b, "ordered"), ("!=", lambda a, b: a != b, "unordered")]:
     _reg(Primitive(_name, 2, always_int, "same",
                    (lambda fn: lambda natures, values: int(fn(*values)))(_fn),
-                   jvp_zero, iv_bool, ("cmp", _pred), "({0} %s {1})" % _pred))
+                   jvp_zero, iv_bool, ("cmp", _name, _fcmp, _fn), "({0} %s {1})" % _name))
 
 for _name, _fn, _op, _c, _iv in [("&", lambda a, b: a & b, "and", "({0} & {1})", iv_and),
                                  ("|", lambda a, b: a | b, "or", "({0} | {1})", iv_or_xor),
@@ -429,7 +609,7 @@ for _name, _fn, _op, _c, _iv in [("&", lambda a, b: a & b, "and", "({0} & {1})",
 def math1(name, fn, jvp, interval=iv_any, libm=None, intrinsic=None):
     code = ("intrinsic", intrinsic) if intrinsic else ("libm", libm or name)
     return _reg(Primitive(name, 1, always_real, "real", _real(_np(fn)), jvp, interval, code,
-                          f"{libm or name}{{f}}({{0}})"))
+                          f"{libm or name}{{f}}({{0}})", ufunc=fn))
 
 
 # sin and cos lie in [-1, 1] (as Faust types them: `x@int(3 + 2*sin(y))` gets a 6-sample line)
@@ -446,11 +626,13 @@ math1("sqrt", np.sqrt, _unary(lambda B, x: B.div(B.const(0.5), B.prim("sqrt", x)
 math1("floor", np.floor, jvp_zero, iv_mono(math.floor), intrinsic="floor")
 math1("ceil", np.ceil, jvp_zero, iv_mono(math.ceil), intrinsic="ceil")
 math1("rint", np.rint, jvp_zero, iv_mono(round), intrinsic="rint")
+# round is no Faust keyword (an identifier that names the primitive unless redefined)
 _reg(Primitive("round", 1, always_real, "real", _real(_round_half_away), jvp_zero, iv_mono(_round_half_away),
-               ("intrinsic", "round"), "round{f}({0})"))
+               ("intrinsic", "round"), "round{f}({0})", ufunc=lambda u: _round_half_away(float(u)),
+               keyword=False))
 
 _reg(Primitive("atan2", 2, always_real, "real", _real(_np(np.arctan2)), jvp_atan2, iv_any,
-               ("libm", "atan2"), "atan2{f}({0}, {1})"))
+               ("libm", "atan2"), "atan2{f}({0}, {1})", ufunc=np.arctan2))
 def _int_pow(a: int, b: int):
     # measured (docs/SEMANTICS.md): int^int is int: small constant exponents multiply
     # (wrapping), others convert pow()'s real result like int() does
@@ -470,45 +652,66 @@ def _pow_fold(natures, values):
 
 
 for _name in ("pow", "^"):
-    _reg(Primitive(_name, 2, same_nature, "real", _pow_fold, jvp_pow, iv_any,
-                   ("special", "pow"), "pow{f}({0}, {1})"))
+    _reg(Primitive(_name, 2, same_nature, "real", _pow_fold, jvp_pow, iv_any, ("special",), "pow{f}({0}, {1})",
+                   symbols=("pow",), llvm=_llvm_pow, cpp=_cpp_pow, interp=_interp_pow, clike=_clike_pow))
 _reg(Primitive("fmod", 2, always_real, "real", _real(_fmod), _jvp_mod_like("fmod"), iv_rem,
-               ("libm", "fmod"), "fmod{f}({0}, {1})"))
+               ("libm", "fmod"), "fmod{f}({0}, {1})", ufunc=np.fmod))
 _reg(Primitive("remainder", 2, always_real, "real", _real(_remainder), _jvp_mod_like("remainder"), iv_rem,
-               ("libm", "remainder"), "remainder{f}({0}, {1})"))
-_reg(Primitive("abs", 1, same_nature, "same", _int_or_real(abs, abs), jvp_abs, iv_abs,
-               ("special", "abs"), "abs({0})"))
+               ("libm", "remainder"), "remainder{f}({0}, {1})", ufunc=lambda u, v: _remainder(float(u), float(v))))
+_reg(Primitive("abs", 1, same_nature, "same", _int_or_real(abs, abs), jvp_abs, iv_abs, ("special",), "abs({0})",
+               symbols=("fabs",), llvm=_llvm_abs, cpp=_cpp_abs, interp=_interp_abs))
 _reg(Primitive("min", 2, same_nature, "same", _int_or_real(min, lambda a, b: b if b < a else a), jvp_min,
-               iv_minmax(min), ("special", "min"), "min({0}, {1})"))
+               iv_minmax(min), ("special",), "min({0}, {1})",
+               llvm=_llvm_min, cpp=_cpp_minmax("min2"), interp=lambda m, e, a: a[1] if a[1] < a[0] else a[0]))
 _reg(Primitive("max", 2, same_nature, "same", _int_or_real(max, lambda a, b: b if a < b else a), jvp_max,
-               iv_minmax(max), ("special", "max"), "max({0}, {1})"))
+               iv_minmax(max), ("special",), "max({0}, {1})",
+               llvm=_llvm_max, cpp=_cpp_minmax("max2"), interp=lambda m, e, a: a[1] if a[0] < a[1] else a[0]))
 
 # casts: int() truncates toward zero
 _reg(Primitive("int", 1, always_int, ("any",),
                lambda natures, values: values[0] if natures[0] == "int" else wrap_int(_trunc_int(values[0])),
-               jvp_zero, iv_int, ("special", "int"), "int({0})"))
+               jvp_zero, iv_int, ("special",), "int({0})", llvm=_llvm_int, cpp=_cpp_int, interp=_interp_int))
 _reg(Primitive("float", 1, always_real, "real", lambda natures, values: float(values[0]), jvp_float,
-               lambda a: a, ("special", "float"), "float({0})"))
+               lambda a: a, ("special",), "float({0})",
+               llvm=_llvm_float, cpp=_cpp_float, interp=lambda m, e, a: m.R(a[0])))
 
 # selection: select2(s, a, b) uses int(s): 0 picks a, anything else picks b
 _reg(Primitive("select2", 3, lambda s, a, b: same_nature(a, b), ("int", "same", "same"),
                lambda natures, values: values[1] if int(values[0]) == 0 else values[2],
-               jvp_select2, iv_select, ("special", "select2"), "({0} ? {2} : {1})"))
+               jvp_select2, iv_select, ("special",), "({0} ? {2} : {1})",
+               llvm=_llvm_select2, cpp=_cpp_select2, interp=lambda m, e, a: a[2] if int(a[0]) != 0 else a[1]))
 # select3(s, a, b, c): s == 0 → a, s == 1 → b, anything else → c; a real s is compared
 # exactly, not truncated (measured: select3(1.7, ...) and select3(0.5, ...) pick c)
 _reg(Primitive("select3", 4, lambda s, a, b, c: same_nature(a, b, c), ("any", "same", "same", "same"),
-               lambda natures, values: values[1] if values[0] == 0 else (values[2] if values[0] == 1 else values[3]), jvp_select3, iv_select, ("special", "select3"),
-               "(({0} == 0) ? {1} : (({0} == 1) ? {2} : {3}))"))
+               lambda natures, values: values[1] if values[0] == 0 else (values[2] if values[0] == 1 else values[3]), jvp_select3, iv_select, ("special",),
+               "(({0} == 0) ? {1} : (({0} == 1) ? {2} : {3}))",
+               llvm=_llvm_select3, cpp=_cpp_select3, interp=_interp_select3))
 
+# removed by the scheduler before any backend sees them: no lowering hooks
 _reg(Primitive("attach", 2, lambda a, b: a, ("any", "any"), None, jvp_attach, lambda a, b: a,
-               ("special", "attach"), "{0}"))
-_reg(Primitive("enable", 2, same_nature, "same", None, None, iv_any, ("special", "enable"), "({0} * {1})"))
+               ("special",), "{0}"))
+_reg(Primitive("enable", 2, same_nature, "same", None, None, iv_any, ("special",), "({0} * {1})"))
 _reg(Primitive("control", 2, lambda a, b: a, ("any", "any"), None, None, lambda a, b: a,
-               ("special", "control"), "{0}"))
-_reg(Primitive("lowest", 1, always_real, "real", None, jvp_zero, iv_any, ("special", "lowest"), "lowest({0})"))
-_reg(Primitive("highest", 1, always_real, "real", None, jvp_zero, iv_any, ("special", "highest"), "highest({0})"))
+               ("special",), "{0}"))
+_reg(Primitive("lowest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "lowest({0})"))
+_reg(Primitive("highest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "highest({0})"))
 _reg(Primitive("assertbounds", 3, lambda lo, hi, x: x, ("any", "any", "any"), None,
-               lambda args, dots: dots[2], lambda lo, hi, x: x, ("special", "assertbounds"), "{2}"))
+               lambda args, dots: dots[2], lambda lo, hi, x: x, ("special",), "{2}"))
+
+
+# ---------------------------------------------------------------- lists derived from the table
+
+
+def libm_symbols() -> tuple:
+    """The C math functions the lowering of the primitives calls (double names; the float
+    variants add `f`): the generic libm/intrinsic names and each entry's own `symbols`."""
+    out: dict = {}
+    for p in PRIMITIVES.values():
+        if p.code[0] in ("libm", "intrinsic"):
+            out[p.code[1]] = None
+        for s in p.symbols:
+            out[s] = None
+    return tuple(out)
 
 
 def fold(name: str, natures: tuple, values: tuple):

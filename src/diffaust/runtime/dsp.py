@@ -185,7 +185,12 @@ class Dsp:
         path, after the program's own), built once per set of paths."""
         variants = self.__dict__.setdefault("_variants", {})
         v = variants.get(paths)
-        if v is None:
+        if v is not None:
+            return v
+        with _VARIANT_LOCK:
+            v = variants.get(paths)
+            if v is not None:
+                return v
             o = self.options
             v = variants[paths] = compile_source(
                 self.source, self.filename, double=o.double, diff=o.diff, sample_rate=self.sample_rate,
@@ -584,6 +589,7 @@ def compile_source(source: str, filename: str, *, double: bool = False, diff: bo
 
 
 _REVERSE_LOCK = threading.Lock()
+_VARIANT_LOCK = threading.Lock()
 
 # JIT symbol names handed out in this process: a name is used by one object only
 _SYMBOLS: set = set()

@@ -27,25 +27,26 @@ from bisect import bisect_right
 from typing import NamedTuple
 
 from ..errors import FaustSyntaxError
+from ..primitives.arity import PRIMITIVE_KEYWORDS
 from .ast import Span
 
-# Keywords of Faust 2.54 (compiler/parser/faustlexer.l).  `round` is not one:
-# the libraries define it.
-KEYWORDS = frozenset(
+# Keywords of Faust 2.54 (compiler/parser/faustlexer.l): the language's own words, and the
+# primitive names, which come from the primitive table (`round` is not one: the libraries
+# define it; its entry says so).
+LANGUAGE_KEYWORDS = frozenset(
     """
     with letrec where
-    mem prefix int float any rdtable rwtable select2 select3
+    any
     ffunction fconstant fvariable
     button checkbox vslider hslider nentry vgroup hgroup tgroup
-    vbargraph hbargraph soundfile attach
-    acos asin atan atan2 cos sin tan exp log log10 pow sqrt abs min max
-    fmod remainder floor ceil rint
+    vbargraph hbargraph soundfile
     seq par sum prod inputs outputs
-    import component library environment waveform route enable control
-    declare case assertbounds lowest highest xor
+    import component library environment waveform route
+    declare case
     singleprecision doubleprecision quadprecision fixedpointprecision
     """.split()
 )
+KEYWORDS = LANGUAGE_KEYWORDS | PRIMITIVE_KEYWORDS
 
 # Symbols, longest first where one is a prefix of another.
 SYMBOLS = (
