@@ -270,3 +270,51 @@ def test_foreign_primitives_share_the_table_rule():
     for name in FROM_PRIMITIVES:
         assert FOREIGN[name].arity == PRIMITIVES[name].arity
         assert PRIMITIVES[name].jvp is not None
+
+
+ADD_ONE = r'''
+import json, math, sys
+import numpy as np
+from diffaust.primitives import table as T
+
+# THE ONE ENTRY: cbrt as a new primitive (libm's cbrt), cbrt' = 1/(3 cbrt²)
+T.math1("cbrt", np.cbrt, T._unary(lambda B, x: B.div(B.const(1.0 / 3.0), B.mul(B.prim("cbrt", x), B.prim("cbrt", x)))),
+        T.iv_mono(lambda v: math.copysign(abs(v) ** (1 / 3), v)))
+
+import diffaust
+from diffaust.codegen import interp
+from diffaust.runtime.pipeline import CompileOptions, run_pipeline
+
+src = 'process = _ + 1.5 : cbrt : *(hslider("g [diff:1]", 2, 0, 4, 0.01));'
+x = np.linspace(-1, 1, 64)[None, :]
+d = diffaust.compile(src, double=True, diff=True, use_cache=False)
+y, dy = d.render_jvp(x)
+g = d.vjp(x, np.ones((1, 64)))
+st = run_pipeline(src, "<s>", CompileOptions(double=True))
+yi = interp.run(st.program, x, 64)
+cpp = diffaust.compile(src, double=True, use_cache=False).listing("cpp")
+json.dump({"y": y[0].tolist(), "dy": dy[0, 0].tolist(), "gp": g.params["g"], "gx": g.input[0].tolist(),
+           "interp": yi[0].tolist(), "cpp_has_cbrt": "cbrt(" in cpp}, sys.stdout)
+'''
+
+
+def test_a_primitive_is_added_by_one_entry():
+    """A new primitive registered by one `Primitive` entry (before diffaust's other modules
+    load) is a keyword, has an arity, compiles through the LLVM JIT, the interpreter and the
+    C++ export, and differentiates in forward and reverse mode: nothing else to touch."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    r = subprocess.run([sys.executable, "-c", ADD_ONE], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout)
+    x = np.linspace(-1, 1, 64)
+    np.testing.assert_allclose(out["y"], 2 * np.cbrt(x + 1.5), rtol=1e-15)
+    np.testing.assert_allclose(out["interp"], out["y"], rtol=1e-15)
+    np.testing.assert_allclose(out["dy"], np.cbrt(x + 1.5), rtol=1e-15)          # d/dg
+    assert abs(out["gp"] - np.sum(np.cbrt(x + 1.5))) < 1e-12                     # Σ d/dg
+    np.testing.assert_allclose(out["gx"], 2 / (3 * np.cbrt(x + 1.5) ** 2), rtol=1e-14)  # d/dx
+    assert out["cpp_has_cbrt"]

@@ -353,16 +353,8 @@ class _Scheduler:
         name = s.attr
         p = PRIMITIVES[name]
         nature = self.t.nature[s]
-        if name == "attach":
-            self.compile(s.args[1])
-            return self.compile(s.args[0])
-        if name == "control":
-            return self.compile(s.args[0])
-        if name in ("lowest", "highest"):
-            lo, hi = self.t.interval[s.args[0]]
-            return Const("real", float(lo if name == "lowest" else hi))
-        if name == "assertbounds":
-            return self.compile(s.args[2])
+        if p.schedule is not None:  # not an operation at run time (attach, lowest...): its own rule
+            return p.schedule(self, s)
         conv = p.convert
         natures = [self.t.nature[a] for a in s.args]
         if conv == "same":

@@ -65,6 +65,9 @@ class Primitive:
     cpp: Optional[Callable] = None
     interp: Optional[Callable] = None
     clike: Optional[Callable] = None
+    # the scheduler's rule for a primitive that is not an operation at run time (attach,
+    # control, lowest, assertbounds...): (sch, s) -> the expression of s's value
+    schedule: Optional[Callable] = None
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -688,15 +691,34 @@ _reg(Primitive("select3", 4, lambda s, a, b, c: same_nature(a, b, c), ("any", "s
                llvm=_llvm_select3, cpp=_cpp_select3, interp=_interp_select3))
 
 # removed by the scheduler before any backend sees them: no lowering hooks
+def _schedule_attach(sch, s):
+    # attach(x, y) = x, y computed too (kept alive: its widgets, its state)
+    sch.compile(s.args[1])
+    return sch.compile(s.args[0])
+
+
+def _schedule_bound(which: int):
+    def rule(sch, s):
+        # lowest(x) / highest(x): the bound of x's interval, a constant
+        from ..codegen.schedule import Const
+
+        return Const("real", float(sch.t.interval[s.args[0]][which]))
+
+    return rule
+
+
 _reg(Primitive("attach", 2, lambda a, b: a, ("any", "any"), None, jvp_attach, lambda a, b: a,
-               ("special",), "{0}"))
+               ("special",), "{0}", schedule=_schedule_attach))
 _reg(Primitive("enable", 2, same_nature, "same", None, None, iv_any, ("special",), "({0} * {1})"))
 _reg(Primitive("control", 2, lambda a, b: a, ("any", "any"), None, None, lambda a, b: a,
-               ("special",), "{0}"))
-_reg(Primitive("lowest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "lowest({0})"))
-_reg(Primitive("highest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "highest({0})"))
+               ("special",), "{0}", schedule=lambda sch, s: sch.compile(s.args[0])))
+_reg(Primitive("lowest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "lowest({0})",
+               schedule=_schedule_bound(0)))
+_reg(Primitive("highest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "highest({0})",
+               schedule=_schedule_bound(1)))
 _reg(Primitive("assertbounds", 3, lambda lo, hi, x: x, ("any", "any", "any"), None,
-               lambda args, dots: dots[2], lambda lo, hi, x: x, ("special",), "{2}"))
+               lambda args, dots: dots[2], lambda lo, hi, x: x, ("special",), "{2}",
+               schedule=lambda sch, s: sch.compile(s.args[2])))
 
 
 # ---------------------------------------------------------------- lists derived from the table

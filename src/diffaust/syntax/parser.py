@@ -31,6 +31,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import FaustSyntaxError, UsageError
+from ..primitives.arity import PRIMITIVE_KEYWORDS
 from . import ast as A
 from .lexer import KEYWORDS, LineMap, scan
 
@@ -52,11 +53,8 @@ _RIGHT = frozenset((1, 2, 3))
 _PRIM_SYMBOLS = frozenset(
     "+ - * / % @ & | xor << >> < <= > >= == != ^".split()
 )
-_PRIM_KEYWORDS = frozenset(
-    """mem prefix int float attach enable control acos asin atan atan2 cos sin
-    tan exp log log10 pow sqrt abs min max fmod remainder floor ceil rint
-    rdtable rwtable select2 select3 assertbounds lowest highest""".split()
-)
+# the primitives written as keywords (xor is an infix symbol here), from the registry
+_PRIM_KEYWORDS = PRIMITIVE_KEYWORDS - _PRIM_SYMBOLS
 _PRIMS = _PRIM_SYMBOLS | _PRIM_KEYWORDS
 
 _PRECISIONS = frozenset(
