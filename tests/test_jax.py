@@ -122,3 +122,14 @@ def test_import_diffaust_does_not_import_jax():
     r = subprocess.run([sys.executable, "-c", "import sys, diffaust; print('jax' in sys.modules)"],
                        capture_output=True, text=True, timeout=120)
     assert r.stdout.strip() == "False", r.stdout + r.stderr
+
+
+def test_readme_jax_block_runs():
+    import os
+    import re
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    blocks = re.findall(r"```python jax\n(.*?)```", readme, re.S)
+    assert blocks, "README has no ```python jax block"
+    for code in blocks:
+        exec(compile(code, "README.md (python jax)", "exec"), {})

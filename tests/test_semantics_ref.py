@@ -160,12 +160,22 @@ FACTS = [
     Fact("delay_masked_from_an_unbounded_signal",
          "process(x) = x@(int(x*100) & 7);",
          [[0, 0.5, 0.01, 0.01, 0.01, 0.5]], x=np.array([[0.5, 0.01, 0.01, 0.02, 0.5, 0.09]]), n=6),
+    Fact("audio_input_range_bounds_delay",
+         "process(s, s2) = s@(int(abs(s2)*10)), s@(int(s2*5 + 5));",
+         [[1.0 if k == 3 else 0.0 for k in range(8)], [1.0 if k == 6 else 0.0 for k in range(8)]],
+         x=np.array([[1.0] + [0.0] * 7, [0.35] * 8]), n=8),
     Fact("variable_delay_beyond_max_wraps_in_ring_buffer",
          'process = _ @ hslider("d", 2, 0, 100, 1);',
          [[1.0 if k == 72 else 0.0 for k in range(200)]], x="impulse", n=200, params={"d": 200},
          diffaust_expect="beyond the slider's max Faust reads its power-of-two ring buffer modulo its "
                          "size (128 here); short lines (max <= 16) read out of bounds (undefined): "
                          "diffaust defines its own behaviour"),
+    # ------------------------------------------------------------ tables
+    Fact("rwtable_type_follows_initial_content",
+         "process = rwtable(4, 0, int(_*2), _*1.24, int(_*2)), rwtable(waveform{1,2,3,4}, int(_*3), _*2.7, int(_*3)), "
+         "rwtable(4, 0.0, int(_*2), int(_*3), int(_*2)), rwtable(waveform{1.0,2,3,4}, int(_*1), _*2.7, int(_*1)), "
+         "rwtable(4, +(1)~_, int(_*2), _*-1.5, int(_*2));",
+         [1, 2, 3, 2.7, -1]),
     # ------------------------------------------------------------ int conversions
     Fact("int_of_out_of_range_or_nan_is_int_min",
          "process = int(_*3e9), int(_*-3e9), int(sqrt(_*-1)), int(_*1e30), int(_*2147483520), int(_*-0.5), "

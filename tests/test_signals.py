@@ -65,6 +65,9 @@ def test_recursion_is_printed_once_with_its_group():
 
 def test_unbounded_delay_is_refused():
     with pytest.raises(FaustTypeError, match="cannot bound the delay"):
+        run_pipeline("process = _ @ (+(1) ~ _);", "<string>", CompileOptions())
+    # an audio input is typed [-1, 1] as in Faust (issue 13, point 2): it may be -1
+    with pytest.raises(FaustTypeError, match="negative delay"):
         run_pipeline("process = _ @ _;", "<string>", CompileOptions())
 
 
@@ -75,3 +78,18 @@ def test_negative_delay_is_refused():
         run_pipeline('process = _ @ hslider("d", 1, -1, 4, 1);', "<string>", CompileOptions())
     # (-1, 0] truncates to 0 toward zero: Faust accepts it (issue 13, point 7)
     run_pipeline('process = _ @ hslider("d", 1, -0.999, 4, 1);', "<string>", CompileOptions())
+
+
+def test_an_output_that_is_also_a_term_of_another_sum():
+    # old/rewriting/mesh.dsp: a sum that is an output and the tail of another output's chain
+    # (the left-association pass absorbed it and lost the output: KeyError)
+    import numpy as np
+
+    import diffaust
+
+    d = diffaust.compile("f = + <: _,_; process = (f, _) : (_, f);", double=True, use_cache=False)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 16))
+    y = d.render(x, 16)
+    np.testing.assert_array_equal(y[0], x[0] + x[1])
+    np.testing.assert_array_equal(y[1], y[2])
+    np.testing.assert_allclose(y[1], x[0] + x[1] + x[2], rtol=0, atol=1e-15)

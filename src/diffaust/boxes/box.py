@@ -151,14 +151,76 @@ class BSlot(Box):
     span: Span = _span()
 
 
-@dataclass(frozen=True)
 class BSymbolic(Box):
     """`\\(slot).body` used as a block diagram: 1 more input than `body`, which it feeds
-    to `slot`.  Produced when a function (closure) is used where a box is expected."""
+    to `slot`.  Produced when a function (closure) is used where a box is expected.
 
-    slot: BSlot
-    body: Box
-    span: Span = _span()
+    Faust keeps such a function an abstraction inside the diagram and converts it
+    only when the diagram is needed (its final a2sb): a pattern like `(A : B)` then
+    binds `A` to the function, and `A(0)` applies it.  So the body may be *lazy*:
+    `BSymbolic.lazy(slot, fn, thunk)` computes it on first access of `.body`, and
+    `fn` (the function value) is kept for application (see `Evaluator.apply`).
+    Equality and hashing never force a lazy body: slots are unique per conversion,
+    so two boxes with different slots differ, and two with the same slot compare
+    their bodies only when neither is lazy (or they share the conversion).
+    """
+
+    def __init__(self, slot, body=None, span=NOSPAN):
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "_body", body)
+        object.__setattr__(self, "span", span)
+        object.__setattr__(self, "fn", None)
+        object.__setattr__(self, "_thunk", None)
+
+    @classmethod
+    def lazy(cls, slot, fn, thunk, span=NOSPAN):
+        b = cls(slot, None, span=span)
+        object.__setattr__(b, "fn", fn)
+        object.__setattr__(b, "_thunk", thunk)
+        return b
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"BSymbolic is immutable ({name})")
+
+    @property
+    def forced(self) -> bool:
+        return self._body is not None
+
+    @property
+    def body(self) -> Box:
+        b = self._body
+        if b is None:
+            b = self._thunk()  # raises (and stays lazy) where the function cannot be converted
+            object.__setattr__(self, "_body", b)
+            object.__setattr__(self, "_thunk", None)
+        return b
+
+    def __eq__(self, other):
+        if self is other:
+            return True
+        if type(other) is not BSymbolic or self.slot != other.slot:
+            return False
+        if self._body is None or other._body is None:
+            if self._thunk is not None and self._thunk is other._thunk:
+                return True
+            return self.body == other.body
+        return self._body == other._body
+
+    def __hash__(self):
+        return hash((BSymbolic, self.slot))
+
+    def __repr__(self):
+        body = repr(self._body) if self._body is not None else "<lazy>"
+        return f"BSymbolic(slot={self.slot!r}, body={body})"
+
+    def __getstate__(self):
+        return {"slot": self.slot, "_body": self.body, "span": self.span}
+
+    def __setstate__(self, state):
+        for k in ("slot", "_body", "span"):
+            object.__setattr__(self, k, state[k])
+        object.__setattr__(self, "fn", None)
+        object.__setattr__(self, "_thunk", None)
 
 
 @dataclass(frozen=True)
@@ -248,6 +310,6 @@ def _install_cached_hash(cls):
 
 
 for _cls in list(globals().values()):
-    if isinstance(_cls, type) and issubclass(_cls, Box) and _cls is not Box:
+    if isinstance(_cls, type) and issubclass(_cls, Box) and _cls is not Box and _cls is not BSymbolic:
         _install_cached_hash(_cls)
 del _cls

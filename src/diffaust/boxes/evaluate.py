@@ -780,10 +780,12 @@ class Evaluator:
         if r is not None:
             return r[1]
         if isinstance(v, (Closure, PatternMatcher)):
+            # lazily (Faust's a2sb happens when the diagram is needed): the function stays
+            # an abstraction inside the diagram, so a pattern `(A : B)` binds A to it
             self.slot_counter += 1
-            slot = BSlot(self.slot_counter, span=span or v.span)
-            body = self.box(self.apply(v, [slot], span or v.span), span)
-            res = BSymbolic(slot, body, span=span or v.span)
+            sp = span or v.span
+            slot = BSlot(self.slot_counter, span=sp)
+            res = BSymbolic.lazy(slot, v, lambda: self.box(self.apply(v, [slot], sp), span), span=sp)
         elif isinstance(v, EnvValue):
             raise FaustEvalError("an environment is not a block diagram (use env.name to access a definition)", span)
         else:
@@ -802,6 +804,8 @@ class Evaluator:
                 fn, args = self._apply_pm(fn, args, span)
             elif isinstance(fn, EnvValue):
                 raise FaustEvalError("an environment cannot be used as a function", span)
+            elif type(fn) is BSymbolic and fn.fn is not None:
+                fn = fn.fn  # a function kept in a diagram: applied as the function (Faust's closure)
             elif isinstance(fn, Box):
                 return self._apply_box(fn, args, span)
             else:
@@ -1006,6 +1010,8 @@ def _add_group(b, group, memo):
         a2 = _add_group(b.a, group, memo)
         b2 = _add_group(b.b, group, memo)
         r = b if (a2 is b.a and b2 is b.b) else t(a2, b2, span=b.span)
+    elif t is BSymbolic and not b.forced:  # a function still unconverted: grouped when converted
+        r = BSymbolic.lazy(b.slot, None, lambda: _add_group(b.body, group, memo), span=b.span)
     elif t is BSymbolic:
         body = _add_group(b.body, group, memo)
         r = b if body is b.body else BSymbolic(b.slot, body, span=b.span)
@@ -1013,6 +1019,23 @@ def _add_group(b, group, memo):
         r = b
     memo[b] = r
     return r
+
+
+def _force_symbolic(box):
+    """Compute the body of every lazy BSymbolic reachable from `box` (iterative walk)."""
+    seen: set = set()
+    stack = [box]
+    while stack:
+        b = stack.pop()
+        if id(b) in seen:
+            continue
+        seen.add(id(b))
+        t = type(b)
+        if t in _STRUCT:
+            stack.append(b.b)
+            stack.append(b.a)
+        elif t is BSymbolic:
+            stack.append(b.body)
 
 
 _DISPATCH = {
@@ -1147,6 +1170,7 @@ def evaluate_program(program: A.Program, *, options=None) -> EvalResult:
         value = ev.force_def(env, "process", d, d.span)
         box = ev.box(value, d.span)
         box_arity(box)  # raises on an ill-formed composition, at its span
+        _force_symbolic(box)  # every lazy function body, here (deep stack, live evaluator)
         return EvalResult(process=box, metadata=declares, files=list(ev.files))
 
     return _run_deep(run)

@@ -53,6 +53,14 @@ def fold_primitive(name: str, args) -> Optional[Number]:
         return 0.0  # Faust simplifies 0/x to 0
     if name in ("attach", "control"):
         return args[0]
+    if name in ("pow", "^") and len(args) == 2 and all(isinstance(a, int) and not isinstance(a, bool) for a in args) \
+            and args[1] < 0:
+        # an int to a negative int power is real, as the signal builders fold it (2^(-1) = 0.5;
+        # `10^-9` in wdmodels.lib's documented example is 1e-9, not int 0)
+        import numpy as np
+
+        with np.errstate(all="ignore"):
+            return float(np.power(np.float64(args[0]), np.float64(args[1])))
     if name not in PRIMITIVES:
         return None
     r = fold(name, tuple(_nature(a) for a in args), tuple(args))

@@ -10,6 +10,7 @@ Widgets inside groups carry the group path in their label (`"h:mix/v:ch/gain"`).
 
 from __future__ import annotations
 
+from ..errors import FaustEvalError
 from .box import (
     Box, BConst, BCut, BFConst, BFFun, BFVar, BMerge, BPar, BPrim, BRec, BRoute, BSeq,
     BSlot, BSoundfile, BSplit, BSymbolic, BWaveform, BWidget, BWire,
@@ -120,7 +121,11 @@ def _fmt(box):
     if t is BSlot:
         return f"x{box.id}", _ATOM
     if t is BSymbolic:
-        return f"\\({_fmt(box.slot)[0]}).({_fmt(box.body)[0]})", _ATOM
+        try:
+            body = _fmt(box.body)[0]
+        except FaustEvalError:  # a function kept in the diagram that cannot be converted yet
+            body = f"<{getattr(box.fn, 'name', None) or 'function'}>"
+        return f"\\({_fmt(box.slot)[0]}).({body})", _ATOM
     if t is BFConst:
         return f"fconstant({box.type} {box.name}, {box.include})", _ATOM
     if t is BFVar:

@@ -636,8 +636,26 @@ def _process_symbols():
 
 
 def foreign_name(f, double: bool) -> str:
-    """The C name an ffunction calls at a precision: its first name in float, its second in double."""
-    return f.names[1] if double and len(f.names) >= 2 else f.names[0]
+    """The C name an ffunction calls at a precision: its first name in float, its second in double.
+
+    A single name that is a C math function of doubles (`hypot`), called in float: its float
+    variant (`hypotf`), as C++'s overloads pick for Faust's generated code; calling the double
+    function with float arguments would read garbage registers."""
+    if double and len(f.names) >= 2:
+        return f.names[1]
+    name = f.names[0]
+    if not double and len(f.names) == 1 and f.result_type != "int" and name in _libm_doubles():
+        return name + "f"
+    return name
+
+
+@functools.lru_cache(maxsize=None)
+def _libm_doubles() -> frozenset:
+    """The C math functions of doubles whose float variant is the name + 'f'."""
+    from ..primitives.foreign import FOREIGN
+    from ..primitives.table import libm_symbols
+
+    return frozenset(libm_symbols()) | frozenset(FOREIGN)
 
 
 def resolvable(fname: str, f) -> bool:

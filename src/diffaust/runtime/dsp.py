@@ -522,7 +522,8 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
     sample_rate: Hz, what `ma.SR` sees.
     trace: keep the differentiation trace in `dsp.trace` (bypasses the cache).
     nondiff: C names of ffunctions declared constant for differentiation (derivative 0;
-          ``--nondiff NAME``); each must be called by the program.  Only used with diff=True.
+          ``--nondiff NAME``); each must be called by the program.  Used by diff=True and by
+          reverse mode (`vjp`).
     allow_native: allow an ffunction whose C/C++ header is not one of an installed Faust's
           own: it is compiled with the system C++ compiler and loaded into this process.
     use_cache: read and write the on-disk caches (also off with DIFFAUST_NO_CACHE=1).
@@ -543,7 +544,7 @@ def compile_source(source: str, filename: str, *, double: bool = False, diff: bo
     if isinstance(nondiff, str):
         nondiff = (nondiff,)
     # sorted and without repeats: the same declaration gives the same cache entry
-    nondiff = tuple(sorted(set(nondiff))) if diff else ()
+    nondiff = tuple(sorted(set(nondiff)))  # also for a primal Dsp: its reverse mode (vjp) reads it
     import_dirs = tuple(os.fspath(d) for d in import_dirs)
     use_cache = cache.enabled(use_cache) and not trace
     varying = tuple(varying)

@@ -180,11 +180,55 @@ class Reverse:
             adj.compute_rows([r[s0:s1] for r in y_bar] + [r[D:] for r in scratch], [r[s0:s1] for r in g], s1 - s0)
         return self._gradient(g, y, adj)
 
+    # -- the two passes apart (a training layer: the forward pass keeps the tape, the
+    #    backward pass runs the adjoint alone, no second forward render)
+    def forward(self, x, n: int, params) -> "TapeRun":
+        """The tape program over a whole block: the primal outputs `.y` (outputs, n) and the
+        tape the backward pass needs (new arrays, owned by the result).  A block whose tape
+        would exceed the default memory keeps none: `backward` then runs `run` (checkpoints)."""
+        dt = self.dsp.dtype
+        O, T, I = self.n_outputs, self.n_tape, self.n_inputs
+        xs = _inputs(x, I, n, dt)
+        params = dict(params or {})
+        if n * (O + T) * np.dtype(dt).itemsize > DEFAULT_MEMORY:
+            y = self.run(xs, n, params, lambda y: np.zeros_like(y)).output
+            return TapeRun(y, None, xs, params, n)
+        tape = self._instances(params)[0]
+        D = self.max_back
+        y = np.empty((O, n), dtype=dt)
+        tbuf = np.zeros((T, D + n), dtype=dt)
+        tape.compute_rows(list(xs), list(y) + [r[D:] for r in tbuf], n)
+        return TapeRun(y, tbuf, xs, params, n)
+
+    def backward(self, run: "TapeRun", y_bar) -> Gradient:
+        """The gradient of Σ ȳ·y for the block `run` of `forward` (its tape is kept: the run
+        may be used again)."""
+        O = self.n_outputs
+        if run.tape is None:
+            return self.run(run.x, run.n, run.params, lambda y: y_bar)
+        dt = self.dsp.dtype
+        adj = self._instances(run.params)[1]
+        y_bar = _check_cotangent(y_bar, O, run.n, dt)
+        g = np.empty((self.n_inputs, run.n), dtype=dt)
+        adj.compute_rows(list(y_bar) + [r[self.max_back:] for r in run.tape], list(g), run.n)
+        return self._gradient(g, run.y, adj)
+
     def _gradient(self, g, y, adj):
         words = adj._state
         values = [float(words[off // 8]) for off in self._acc]
         return Gradient(params=dict(zip(self.labels, values)), input=g, output=y,
                         by_path=dict(zip(self.paths, values)))
+
+
+@dataclass
+class TapeRun:
+    """A block's forward pass kept for its backward pass (`Reverse.forward`)."""
+
+    y: np.ndarray                 # (outputs, n) the primal outputs
+    tape: Optional[np.ndarray]    # (tape channels, history + n), None: recomputed by checkpoints
+    x: np.ndarray                 # (inputs, n)
+    params: dict
+    n: int
 
 
 def _inputs(x, inputs: int, n: int, dt) -> np.ndarray:
@@ -232,8 +276,14 @@ def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bo
     from .dsp import Dsp, _reserve_symbol
     from .pipeline import CompileOptions
 
-    types = infer_types(signals)
-    prog = schedule(signals, types, n_inputs, dsp.double, foreign=st.foreign, accumulate=accumulate)
+    from contextlib import nullcontext
+
+    from ..signals.ops import unbounded_inputs
+
+    # the adjoint's inputs are cotangents and tape channels: not audio in [-1, 1]
+    with unbounded_inputs() if reversed_io else nullcontext():
+        types = infer_types(signals)
+        prog = schedule(signals, types, n_inputs, dsp.double, foreign=st.foreign, accumulate=accumulate)
     prog.reversed_io = reversed_io
     from ..codegen.llvm import layout
 

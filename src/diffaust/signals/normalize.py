@@ -481,6 +481,8 @@ def associate_like_c(norm: Normalizer, roots) -> list:
     for n in order_nodes:
         for a in n.args:
             uses[a] = uses.get(a, 0) + 1
+    for r in roots:  # an output is a use too: a term that is also an output is shared
+        uses[r] = uses.get(r, 0) + 1
     # The right operands taken into an enclosing chain (a + (b + (c + d)): the inner two) are
     # not rebuilt on their own: only the outermost node of a chain is, so a chain of k terms
     # costs k, not k²/2 (a 1,000-input merge).  Marked parents first, with the loop's test.

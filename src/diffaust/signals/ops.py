@@ -22,6 +22,8 @@ primitives/table.py.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -130,8 +132,32 @@ def _schedule_input(sch, s):
     return sch.bind(s, Input(s.attr), "sample", "x")
 
 
-_reg(name="input", leaf=True, doc="attr=i: the i-th input of the program",
-     nature=_nature_real, rate=_rate_sample, interval=_interval_any,
+_INPUTS_ARE_AUDIO = contextvars.ContextVar("diffaust_inputs_are_audio", default=True)
+
+
+@contextlib.contextmanager
+def unbounded_inputs():
+    """Type `input` signals as unbounded while inside: reverse mode's adjoint program,
+    whose inputs are cotangents and tape channels (any value a primal signal takes),
+    not audio in [-1, 1] (a taped delay amount is clamped to the primal amount's range:
+    an input range there would shorten its scatter line)."""
+    token = _INPUTS_ARE_AUDIO.set(False)
+    try:
+        yield
+    finally:
+        _INPUTS_ARE_AUDIO.reset(token)
+
+
+def _interval_input(s, interval_of):
+    # Faust's assumed range of an audio input (its typing gives inputs [-1, 1]: so
+    # `x@(int(abs(s)*10))` gets an 11-sample line).  It sizes lines only: a value outside
+    # it never reads out of bounds (lines are rings read `& mask`, table indices are
+    # clamped), see docs/SEMANTICS.md ("Audio inputs outside [-1, 1]").
+    return (-1.0, 1.0) if _INPUTS_ARE_AUDIO.get() else (-INF, INF)
+
+
+_reg(name="input", leaf=True, doc="attr=i: the i-th input of the program (assumed in [-1, 1], as Faust)",
+     nature=_nature_real, rate=_rate_sample, interval=_interval_input,
      jvp=_jvp_zero, transpose=_transpose_leaf, schedule=_schedule_input)
 
 
@@ -487,8 +513,10 @@ _reg(name="rdtable", doc="attr=size, args=(gen, ridx): read-only table filled at
 
 
 def _nature_rwtable(s, nature_of):
-    a, b = nature_of(s.args[0]), nature_of(s.args[2])
-    return None if None in (a, b) else same_nature(a, b)
+    # the initial content decides (measured, Faust 2.54.9): an integer waveform/signal makes
+    # an `itbl` and a real value written into it is truncated (`int(1.24*x)`); a real one
+    # an `ftbl`, an integer written into it converted (`double(int(3*x))`)
+    return nature_of(s.args[0])
 
 
 def _jvp_rwtable(t, s, dots):

@@ -638,6 +638,10 @@ class _Parser:
             while K[self.i] == "|":
                 self.i += 1
                 names.append(self._cname("a C function name after '|'"))
+        if len(names) > 4:
+            # one name, or float|double|quad[|fixed-point] (2.54 takes up to 3, current Faust 4)
+            self.error(f"too many C function names in ffunction ({len(names)}): at most 4, "
+                       f"for float|double|quad|fixed-point")
         self.open("(", " before the argument types of the foreign function")
         atypes = []
         if K[self.i] != ")":

@@ -1,0 +1,257 @@
+"""PyTorch layer speed (issue 12): forward + backward of a batch through `diffaust.torch.FaustModule`.
+
+One step = ``y = layer(x, params)`` on a batch of 16 one-second examples (48,000 samples at
+48 kHz, seeded noise in), ``y.backward(w)`` (the gradient of sum(w * y)) with a seeded noise w, gradients
+w.r.t. every parameter tensor (shape (16,), requires_grad) and x.  float32 (the layer's
+default), 1 thread and 2 threads (``FaustModule(..., threads=k)``); the scaling is the
+1-thread time over the 2-thread time.  Each time is the median of ``--reps`` after one
+warm-up, the thread counts timed in turn rep by rep so that they share the machine's load.
+
+DawDreamer: its Faust -> Flax/JAX code (``boxToSource(box, 'jax', ...)``, float32),
+``jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1))))`` over the same batch (gradient
+w.r.t. the parameters and the input), timed after a compile call; skipped with a note when
+dawdreamer, jax or flax is missing (``pip install -e '.[bench]'``).
+
+Programs: resonlp = ``fi.resonlp(fc, q, gain)`` (3 parameters), zita =
+``re.zita_rev1_stereo(0, 200, 6000, t60dc, t60m, 48000)`` (2 parameters, 2 in, 2 out).
+A "resonlp-fc-per-sample" row gives fc as a (16, 48000) tensor.
+
+    python benchmarks/torch_layer.py
+    python benchmarks/torch_layer.py --reps 9 --only resonlp --skip-jax --markdown table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+SR = 48000
+N = 48000
+BATCH = 16
+SEED = 7
+
+RESONLP = """import("stdfaust.lib");
+fc = hslider("fc [diff:1]", 1000, 50, 10000, 1);
+q = hslider("q [diff:1]", 1, 0.5, 20, 0.01);
+gain = hslider("gain [diff:1]", 1, 0, 2, 0.01);
+process = fi.resonlp(fc, q, gain);
+"""
+
+ZITA = """import("stdfaust.lib");
+t60dc = hslider("t60dc [diff:1]", 2, 0.5, 8, 0.01);
+t60m = hslider("t60m [diff:1]", 1.5, 0.5, 8, 0.01);
+process = re.zita_rev1_stereo(0, 200, 6000, t60dc, t60m, 48000);
+"""
+
+# name: (source, inputs, outputs, {label: (lo, hi)} of the batch's values, per-sample labels)
+CASES = {
+    "resonlp": (RESONLP, 1, 1, {"fc": (200.0, 5000.0), "q": (0.7, 8.0), "gain": (0.5, 1.5)}, ()),
+    "resonlp-fc-per-sample": (RESONLP, 1, 1, {"fc": (200.0, 5000.0), "q": (0.7, 8.0), "gain": (0.5, 1.5)},
+                               ("fc",)),
+    "zita": (ZITA, 2, 2, {"t60dc": (1.0, 6.0), "t60m": (1.0, 6.0)}, ()),
+}
+
+
+class Unavailable(Exception):
+    pass
+
+
+def machine():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}"
+
+
+def load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
+def batch_values(ranges, seed=SEED):
+    rng = np.random.default_rng(seed)
+    return {k: rng.uniform(lo, hi, BATCH) for k, (lo, hi) in ranges.items()}
+
+
+def noise(shape, seed):
+    return np.random.default_rng(seed).uniform(-0.5, 0.5, shape).astype(np.float32)
+
+
+# ------------------------------------------------------------------ diffaust
+def diffaust_times(name, reps):
+    """{threads: (median s, fastest s)}, load averages seen, grad check."""
+    import torch
+
+    from diffaust.torch import FaustModule
+
+    src, I, O, ranges, vary = CASES[name]
+    x = torch.from_numpy(noise((BATCH, I, N), SEED)).requires_grad_()
+    w = torch.from_numpy(noise((BATCH, O, N), SEED + 1))
+    vals = batch_values(ranges)
+    params = {}
+    for k, v in vals.items():
+        t = torch.tensor(v, dtype=torch.float32)
+        if k in vary:  # a slow sweep around the value, per sample
+            t = t[:, None] * (1 + 0.5 * torch.sin(torch.linspace(0, 6.28, N)))[None, :]
+        params[k] = t.requires_grad_()
+    mods = {k: FaustModule(src, sample_rate=SR, threads=k) for k in (1, 2)}
+
+    def step(m):
+        for t in (x, *params.values()):
+            t.grad = None
+        y = m(x, params)
+        y.backward(w)  # the gradient of sum(w * y), with no torch op of a loss in the timing
+
+    for m in mods.values():
+        step(m)  # warm-up: compiles the reverse programs (and the per-sample variant)
+    ts = {k: [] for k in mods}
+    loads = [load()]
+    for _ in range(reps):
+        for k, m in mods.items():
+            t0 = time.perf_counter()
+            step(m)
+            ts[k].append(time.perf_counter() - t0)
+        loads.append(load())
+    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads
+
+
+# ------------------------------------------------------------------ DawDreamer -> JAX
+def dawdreamer_times(name, reps):
+    """(median s of jit(vmap(value_and_grad)) over the batch, jit compile s, reps)."""
+    try:
+        import jax
+        import jax.numpy as jnp
+        from dawdreamer.faust import createLibContext, destroyLibContext
+        from dawdreamer.faust.box import boxFromDSP, boxToSource
+        import flax  # noqa: F401  (the generated code's)
+    except ImportError as e:
+        raise Unavailable(f"{e.name or e} not installed") from None
+    src, I, O, ranges, vary = CASES[name]
+    if vary:
+        raise Unavailable("a parameter per sample is not an input of DawDreamer's JAX code")
+    plain = src.replace(" [diff:1]", "")
+    createLibContext()
+    try:
+        box = boxFromDSP(plain)
+        code = boxToSource(box, "jax", "MyDSP", ["-a", "jax/minimal.py"])
+    finally:
+        destroyLibContext()
+    try:
+        import librosa  # noqa: F401  (the generated code imports it, for soundfiles only)
+    except ImportError:
+        import types
+
+        sys.modules.setdefault("librosa", types.ModuleType("librosa"))
+    g = {}
+    exec(compile(code, "<dawdreamer-jax>", "exec"), g)
+    model = g["MyDSP"](SR)
+    x = jnp.asarray(noise((BATCH, I, N), SEED))
+    w = jnp.asarray(noise((BATCH, O, N), SEED + 1))
+    p0 = model.init({"params": jax.random.PRNGKey(0)}, x[0], N)["params"]
+    vals = batch_values(ranges)
+
+    # the batch's parameters: each leaf of the Flax params whose name holds a label, per item
+    def leaf_value(path, leaf):
+        key = "/".join(str(getattr(k, "key", k)) for k in path)
+        for label, v in vals.items():
+            if label in key:
+                return jnp.asarray(v, dtype=jnp.float32).reshape((BATCH,) + jnp.shape(leaf))
+        return jnp.broadcast_to(leaf, (BATCH,) + jnp.shape(leaf))
+
+    pb = jax.tree_util.tree_map_with_path(leaf_value, p0)
+
+    def loss(p, xi, wi):
+        y, _ = model.apply({"params": p}, xi, N, mutable="intermediates")
+        return jnp.sum(wi * y)
+
+    f = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1))))
+
+    def run():
+        jax.block_until_ready(f(pb, x, w))
+
+    t0 = time.perf_counter()
+    run()
+    t_compile = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    run()
+    ts = [time.perf_counter() - t1]
+    r = reps if ts[0] < 2 else min(reps, 2)
+    for _ in range(r - 1):
+        t1 = time.perf_counter()
+        run()
+        ts.append(time.perf_counter() - t1)
+    return statistics.median(ts), t_compile, len(ts)
+
+
+def fmt(s):
+    return f"{s * 1e3:,.1f} ms" if s < 10 else f"{s:,.1f} s"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--jax-reps", type=int, default=3)
+    ap.add_argument("--only", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    ap.add_argument("--skip-jax", action="store_true")
+    ap.add_argument("--markdown", help="also write the table to this file")
+    args = ap.parse_args(argv)
+    names = [s.strip() for s in args.only.split(",") if s.strip() in CASES]
+    import torch
+
+    print(f"machine: {machine()}; torch {torch.__version__}; load average {load():.2f}", flush=True)
+    head = ["program", "P", "1 thread", "2 threads", "scaling 1->2", "fastest 1 / 2 threads",
+            "load avg (1 min)", "DawDreamer JAX vmap(value_and_grad)", "speed-up (2 threads)"]
+    rows, notes = [], []
+    for name in names:
+        (t, loads) = diffaust_times(name, args.reps)
+        (m1, f1), (m2, f2) = t[1], t[2]
+        P = len(CASES[name][3])
+        jx, up = "n/a", "n/a"
+        if not args.skip_jax:
+            try:
+                tj, tc, r = dawdreamer_times(name, args.jax_reps)
+                jx = f"{fmt(tj)} (median of {r}; jit {tc:.1f} s)"
+                up = f"{tj / m2:,.0f}x"
+            except Unavailable as e:
+                jx = f"n/a ({e})"
+            except Exception as e:  # a benchmark: report, go on
+                jx = f"n/a ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+        else:
+            jx = "skipped (--skip-jax)"
+        row = [name, str(P), fmt(m1), fmt(m2), f"{m1 / m2:.2f}x", f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)",
+               f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
+        rows.append(row)
+        print(" | ".join(row), flush=True)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    table = "\n".join(lines)
+    print()
+    print(f"batch {BATCH} x {N} samples at {SR} Hz, float32, forward + backward; median of {args.reps}")
+    print(table)
+    for n_ in notes:
+        print("-", n_)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""diffaust.torch.FaustModule: a Faust program as a PyTorch layer (issue 12, PyTorch part).
+
+gradcheck in double on a recursion, a fractional delay, a table oscillator and a parameter
+given per sample; gradients w.r.t. the input; batch items against single renders; threads
+against one thread; bad input; `import diffaust` without torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import diffaust  # noqa: E402
+from diffaust.errors import UsageError  # noqa: E402
+from diffaust.torch import FaustModule  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SR = 48000
+
+ONE_POLE = 'process = + ~ *(hslider("a [diff:1]", 0.5, 0, 0.99, 0.01));'
+FDELAY = ('import("stdfaust.lib");\n'
+          'process = de.fdelay(64, hslider("d [diff:1]", 10.3, 0, 60, 0.01)) '
+          ': *(hslider("g [diff:1]", 1, 0, 2, 0.01));')
+OSCI = 'import("stdfaust.lib"); process = os.osci(hslider("f [diff:1]", 440, 50, 2000, 1));'
+OSC = 'import("stdfaust.lib"); process = os.osc(hslider("f [diff:1]", 440, 50, 2000, 1));'
+RESONLP = ('import("stdfaust.lib");\n'
+           'fc = hslider("fc [diff:1]", 1000, 50, 10000, 1);\n'
+           'q = hslider("q [diff:1]", 1, 0.5, 20, 0.01);\n'
+           'gain = hslider("gain [diff:1]", 1, 0, 2, 0.01);\n'
+           'process = fi.resonlp(fc, q, gain);\n')
+STEREO = ('process = _, _ <: (+ : *(hslider("g [diff:1]", 0.5, 0, 1, 0.01))), '
+          '(- : *(hslider("h", 0.25, 0, 1, 0.01)));')
+NO_DIFF_NO_INPUT = 'import("stdfaust.lib"); process = os.osc(hslider("f", 440, 50, 2000, 1));'
+NO_DIFF_INPUT = 'process = _ : *(hslider("g", 0.5, 0, 1, 0.01)) : + ~ *(0.5);'
+
+F64 = torch.float64
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def mods():
+    """The double-precision modules, compiled once for the file."""
+    return {name: FaustModule(src, double=True, sample_rate=SR, threads=2)
+            for name, src in [("one_pole", ONE_POLE), ("fdelay", FDELAY), ("osci", OSCI), ("osc", OSC),
+                              ("resonlp", RESONLP)]}
+
+
+# ---------------------------------------------------------------- gradcheck (double)
+def test_gradcheck_recursion(mods):
+    m = mods["one_pole"]
+    x = torch.randn(2, 1, 40, dtype=F64, generator=gen(0), requires_grad=True)
+    a = torch.tensor([0.3, 0.8], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, a: m(x, {"a": a}), (x, a))
+
+
+def test_gradcheck_fractional_delay(mods):
+    m = mods["fdelay"]
+    x = torch.randn(2, 1, 48, dtype=F64, generator=gen(1), requires_grad=True)
+    d = torch.tensor([10.3, 20.7], dtype=F64, requires_grad=True)  # away from whole samples
+    g = torch.tensor([0.9, 1.2], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, d, g: m(x, {"d": d, "g": g}), (x, d, g))
+
+
+def test_gradcheck_table_oscillator(mods):
+    """os.osci (linear interpolation in the table): finite differences are smooth."""
+    m = mods["osci"]
+    f = torch.tensor([440.0, 1234.5], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: m(None, {"f": f}, n=64), (f,))
+
+
+def test_table_oscillator_without_interpolation_matches_vjp(mods):
+    """os.osc steps through its table: finite differences see the steps, so the layer's
+    gradient is checked against the compiled reverse mode of the same program."""
+    m = mods["osc"]
+    d = diffaust.compile(OSC, double=True, sample_rate=SR)
+    f = torch.tensor([440.0, 997.0], dtype=F64, requires_grad=True)
+    y = m(None, {"f": f}, n=256)
+    w = torch.randn(2, 1, 256, dtype=F64, generator=gen(2))
+    (y * w).sum().backward()
+    for b in range(2):
+        g = d.vjp(None, w[b].numpy(), {"f": f[b].item()}, n=256)
+        np.testing.assert_allclose(y[b].detach().numpy(), g.output, rtol=0, atol=0)
+        assert f.grad[b].item() == pytest.approx(g.params["f"], rel=1e-12, abs=1e-15)
+        assert abs(g.params["f"]) > 0
+
+
+def test_gradcheck_time_varying_parameter(mods):
+    m = mods["resonlp"]
+    n = 48
+    x = torch.randn(2, 1, n, dtype=F64, generator=gen(3), requires_grad=True)
+    fc = (800 + 1000 * torch.rand(2, n, dtype=F64, generator=gen(4))).requires_grad_()  # (batch, samples)
+    q = torch.tensor([2.0, 5.0], dtype=F64, requires_grad=True)  # (batch,): constant
+    assert torch.autograd.gradcheck(lambda x, fc, q: m(x, {"fc": fc, "q": q}), (x, fc, q))
+
+
+def test_time_varying_matches_dsp_vjp(mods):
+    m = mods["resonlp"]
+    d = diffaust.compile(RESONLP, double=True, sample_rate=SR)
+    n = 300
+    x = torch.randn(3, 1, n, dtype=F64, generator=gen(5), requires_grad=True)
+    fc = torch.linspace(200, 4000, n, dtype=F64).repeat(3, 1).requires_grad_()
+    gain = torch.tensor([0.5, 1.0, 1.5], dtype=F64, requires_grad=True)
+    y = m(x, {"fc": fc, "gain": gain})
+    w = torch.randn(3, 1, n, dtype=F64, generator=gen(6))
+    (y * w).sum().backward()
+    for b in range(3):
+        p = {"fc": fc[b].detach().numpy(), "gain": gain[b].item()}
+        g = d.vjp(x[b].detach().numpy(), w[b].numpy(), p)
+        np.testing.assert_allclose(y[b].detach().numpy(), g.output, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(x.grad[b].numpy(), g.input, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(fc.grad[b].numpy(), g.params["fc"], rtol=1e-12, atol=1e-15)
+        assert gain.grad[b].item() == pytest.approx(g.params["gain"], rel=1e-12)
+
+
+# ---------------------------------------------------------------- shapes, batches, threads
+def test_shapes_dtype_and_defaults():
+    m = FaustModule(STEREO, threads=2)  # float32
+    assert (m.inputs, m.outputs) == (2, 2) and [p.label for p in m.diff_params] == ["g"]
+    x = torch.randn(4, 2, 100, dtype=F64, generator=gen(7), requires_grad=True)
+    y = m(x)  # parameters not given: their init values
+    assert y.shape == (4, 2, 100) and y.dtype == torch.float32
+    xs = x.detach().float()
+    torch.testing.assert_close(y[:, 0], 0.5 * (xs[:, 0] + xs[:, 1]))
+    torch.testing.assert_close(y[:, 1], 0.25 * (xs[:, 0] - xs[:, 1]))
+    y.sum().backward()
+    assert x.grad.dtype == F64 and x.grad.shape == x.shape  # the gradient in the input's dtype
+    torch.testing.assert_close(x.grad[:, 0], torch.full((4, 100), 0.75, dtype=F64))
+    # a number for every item; a path names the widget too; no gradient asked: none computed
+    y2 = m(x.detach(), {"/dsp/g": 1.0, "h": torch.tensor(0.5)})
+    assert not y2.requires_grad
+    torch.testing.assert_close(y2[:, 0], xs[:, 0] + xs[:, 1])
+
+
+def test_batch_items_equal_single_renders():
+    m = FaustModule(RESONLP, threads=3)
+    d = diffaust.compile(RESONLP, sample_rate=SR)
+    B, n = 5, 2000
+    x = torch.randn(B, 1, n, generator=gen(8))
+    fc = torch.tensor([100.0, 500.0, 1000.0, 4000.0, 9000.0])
+    q = torch.rand(B, n, generator=gen(9)) * 10 + 0.5
+    y = m(x, {"fc": fc, "q": q})
+    assert y.dtype == torch.float32
+    for b in range(B):
+        ref = d.render(x[b].numpy(), params={"fc": float(fc[b]), "q": q[b].numpy()})
+        np.testing.assert_array_equal(y[b].numpy(), ref)
+
+
+def test_threads_equal_one_thread():
+    B, n = 6, 3000
+    x = torch.randn(B, 1, n, generator=gen(10), requires_grad=True)
+    fc = torch.tensor([200.0, 700.0, 1500.0, 3000.0, 6000.0, 9000.0], requires_grad=True)
+    q = (1 + torch.rand(B, n, generator=gen(11))).requires_grad_()
+    w = torch.randn(B, 1, n, generator=gen(12))
+    res = []
+    for threads in (1, 4):
+        m = FaustModule(RESONLP, threads=threads)
+        for t in (x, fc, q):
+            t.grad = None
+        y = m(x, {"fc": fc, "q": q})
+        (y * w).sum().backward()
+        res.append((y.detach().clone(), x.grad.clone(), fc.grad.clone(), q.grad.clone()))
+    for a, b in zip(*res):
+        assert torch.equal(a, b)
+
+
+def test_clamp_out_of_range():
+    m = FaustModule(ONE_POLE, double=True, threads=1)
+    x = torch.randn(3, 1, 50, dtype=F64, generator=gen(13))
+    a = torch.tensor([-0.5, 0.5, 2.0], dtype=F64, requires_grad=True)
+    y = m(x, {"a": a})
+    edge = m(x, {"a": torch.tensor([0.0, 0.5, 0.99], dtype=F64)})
+    assert torch.equal(y, edge)
+    y.sum().backward()
+    assert a.grad[0] == 0 and a.grad[2] == 0 and a.grad[1] != 0
+    # per sample: clamped by the compiled program, zero gradient outside
+    a2 = torch.full((1, 50), 3.0, dtype=F64, requires_grad=True)
+    y2 = m(x[:1], {"a": a2})
+    torch.testing.assert_close(y2, m(x[:1], {"a": torch.tensor([0.99], dtype=F64)}))
+    y2.sum().backward()
+    assert torch.all(a2.grad == 0)
+
+
+def test_program_without_inputs_and_gradients_to_x_only():
+    m = FaustModule(OSCI, threads=2)
+    y = m(None, {"f": torch.tensor([440.0, 880.0])}, n=128)
+    assert y.shape == (2, 1, 128)
+    assert m(None, n=64, batch=3).shape == (3, 1, 64)
+    assert m(None, n=64).shape == (1, 1, 64)
+    # no [diff:1] parameter, but an input: the gradient w.r.t. x
+    m2 = FaustModule(NO_DIFF_INPUT, double=True, threads=1)
+    x = torch.randn(2, 1, 30, dtype=F64, generator=gen(14), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: m2(x), (x,))
+
+
+def test_deepcopy_and_inference_mode():
+    m = FaustModule(ONE_POLE, threads=1)
+    m2 = copy.deepcopy(m)
+    x = torch.randn(2, 1, 64, generator=gen(15))
+    with torch.inference_mode():
+        assert torch.equal(m(x, {"a": torch.tensor([0.1, 0.2])}), m2(x, {"a": torch.tensor([0.1, 0.2])}))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_tensors_move_to_the_cpu_and_back():
+    m = FaustModule(RESONLP, double=True, threads=2)
+    x = torch.randn(2, 1, 256, dtype=F64, generator=gen(16))
+    fc = torch.tensor([500.0, 2000.0], dtype=F64)
+    xc, fcc = x.cuda().requires_grad_(), fc.cuda().requires_grad_()
+    y = m(xc, {"fc": fcc})
+    assert y.device == xc.device
+    y.backward(torch.ones_like(y))
+    assert xc.grad.device == xc.device and fcc.grad.device == fcc.device
+    x.requires_grad_(), fc.requires_grad_()
+    y0 = m(x, {"fc": fc})
+    y0.backward(torch.ones_like(y0))
+    assert torch.equal(y.cpu(), y0.detach())
+    assert torch.equal(xc.grad.cpu(), x.grad) and torch.equal(fcc.grad.cpu(), fc.grad)
+
+
+# ---------------------------------------------------------------- bad input
+def err(fn, *words):
+    with pytest.raises(UsageError) as e:
+        fn()
+    msg = str(e.value)
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def test_bad_input():
+    m = FaustModule(RESONLP, threads=1)
+    x = torch.randn(2, 1, 32)
+    fc = torch.tensor([500.0, 600.0])
+    err(lambda: m(torch.randn(2, 32), {"fc": fc}), "x must have shape (batch, inputs, samples)", "(2, 32)")
+    err(lambda: m(torch.randn(2, 2, 32), {"fc": fc}), "(batch, 1, samples)", "(2, 2, 32)")
+    err(lambda: m(None, {"fc": fc}, n=32), "the program has 1 input")
+    err(lambda: m(x, {"cutoff": fc}), "no parameter 'cutoff'", "fc, gain, q")
+    err(lambda: m(x, {"fc": torch.ones(3) * 500}), "parameter 'fc'", "batch size 2")
+    err(lambda: m(x, {"fc": torch.ones(2, 31) * 500}), "parameter 'fc'", "(2, 31)", "(2, 32)")
+    err(lambda: m(x, {"fc": torch.ones(2, 32, 1)}), "parameter 'fc'", "(batch,)")
+    err(lambda: m(x, {"fc": torch.tensor([500.0, float("nan")])}), "'fc'", "NaN")
+    err(lambda: m(x, {"fc": fc, "/dsp/fc": fc}), "given twice")
+    err(lambda: m(x, [fc]), "params must be a dict")
+    err(lambda: m(x.numpy(), {"fc": fc}), "torch.Tensor")
+    err(lambda: m(x, {"fc": fc}, n=16), "n=16", "32 samples")
+    err(lambda: FaustModule(RESONLP, diff=True), "unknown option", "diff")
+    err(lambda: FaustModule(RESONLP, threads=0), "threads")
+    # gradients asked where there is none
+    m2 = FaustModule(NO_DIFF_NO_INPUT, threads=1)
+    f = torch.tensor([440.0], requires_grad=True)
+    err(lambda: m2(None, {"f": f}, n=16), "'f'", "no [diff:1] parameter and no input")
+    assert m2(None, {"f": f.detach()}, n=16).shape == (1, 1, 16)
+    m3 = FaustModule(STEREO, threads=1)
+    err(lambda: m3(torch.randn(1, 2, 8), {"h": torch.tensor([0.5], requires_grad=True)}),
+        "'h' is not marked [diff:1]")
+    with torch.no_grad():  # no gradient asked: fine
+        m3(torch.randn(1, 2, 8), {"h": torch.tensor([0.5], requires_grad=True)})
+
+
+# ---------------------------------------------------------------- packaging, README
+def test_import_diffaust_does_not_import_torch():
+    code = ("import sys, diffaust; d = diffaust.compile('process = *(0.5);'); d.render(n=4); "
+            "print('torch' in sys.modules, 'jax' in sys.modules)")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["False", "False"], out.stdout + out.stderr
+
+
+def test_missing_torch_message():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "try:\n    import diffaust.torch\nexcept ImportError as e:\n    print(e)\n")
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert "pip install 'diffaust[torch]'" in out.stdout, out.stdout + out.stderr
+
+
+def test_readme_pytorch_block_runs(tmp_path, monkeypatch):
+    """The README's PyTorch block (fenced ```python torch, left out of test_readme's run
+    where torch may be missing) runs as written."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python torch\n(.*?)```", text, flags=re.S)
+    assert blocks, "the README has no PyTorch block"
+    monkeypatch.chdir(tmp_path)
+    for code in blocks:
+        exec(compile(code, "README.md", "exec"), {"__name__": "readme"})
