@@ -261,33 +261,28 @@ def substitute(sigs, var: str, group: Sig, free: dict | None = None) -> list:
     Only what has `recvar(var)` free is walked and rebuilt (`free`: a `free_recvars` memo,
     which may be shared between calls): the rest, primal signals upstream of the group
     included, is left as it is."""
+    return replace_where_free(sigs, var, {recvar(var): group}, free)
+
+
+def replace_where_free(sigs, var: str, targets: dict, free: dict | None = None) -> list:
+    """`sigs` with the nodes of `targets` replaced by their images, what lies above them
+    rebuilt through the builders; only nodes where `recvar(var)` is free are walked (a
+    group named `var` binds it, so it is never entered)."""
     if free is None:
         free = {}
-    memo: dict = {}
-    target = recvar(var)
-
-    def rebuild(n: Sig) -> Sig:
-        if n is target:
-            return group
-        if not n.args:
-            return n
-        new_args = tuple(memo.get(a, a) for a in n.args)
-        if all(a is b for a, b in zip(new_args, n.args)):
-            return n
-        return remake(n, new_args)
-
+    memo: dict = dict(targets)
     out = []
     for s in sigs:
         if var not in free_recvars(s, free):
             out.append(s)
             continue
-        # children first, only through nodes where `var` is free (a group named `var`
-        # binds it, so it is never entered)
-        stack = [(s, False)]
+        stack = [(s, False)]  # children first, iteratively
         while stack:
             n, done = stack.pop()
             if done:
-                memo[n] = rebuild(n)
+                if n not in memo:
+                    new_args = tuple(memo.get(a, a) for a in n.args)
+                    memo[n] = n if all(x is y for x, y in zip(new_args, n.args)) else remake(n, new_args)
                 continue
             if n in memo:
                 continue

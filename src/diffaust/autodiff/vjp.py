@@ -59,7 +59,7 @@ from ..errors import DerivativeError
 from ..signals import build as B
 from ..signals.nodes import Sig, free_recvars, input_, mk, proj, rec, recvar, walk
 from ..signals.ops import OPS, rule
-from .jvp import dependence
+from .jvp import dependence, replace_where_free
 from .tables import fractional_parts
 
 # ops whose value changes from sample to sample (what depends on them must be taped)
@@ -370,36 +370,7 @@ class _Transposer:
                 return bodies
             ref = recvar(bname)
             targets = {proj(j, ref): B.const(0.0) for j in zero}
-            new = _replace(bodies, targets, bname, self.free)
+            new = replace_where_free(bodies, bname, targets, self.free)
             if all(a is b for a, b in zip(new, bodies)):
                 return bodies
             bodies = new
-
-
-def _replace(sigs, targets: dict, var: str, free: dict) -> list:
-    """`sigs` with the nodes of `targets` replaced, rebuilt through the builders; only what
-    has `var` free is walked."""
-    from .jvp import remake
-
-    memo: dict = dict(targets)
-    out = []
-    for s in sigs:
-        if var not in free_recvars(s, free):
-            out.append(s)
-            continue
-        stack = [(s, False)]
-        while stack:
-            n, done = stack.pop()
-            if done:
-                if n not in memo:
-                    new_args = tuple(memo.get(a, a) for a in n.args)
-                    memo[n] = n if all(a is b for a, b in zip(new_args, n.args)) else remake(n, new_args)
-                continue
-            if n in memo:
-                continue
-            stack.append((n, True))
-            for a in reversed(n.args):
-                if a not in memo and var in free_recvars(a, free):
-                    stack.append((a, False))
-        out.append(memo[s])
-    return out
