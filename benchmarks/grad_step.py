@@ -129,21 +129,20 @@ def diffaust_step(name, double, reps):
 
 
 # ------------------------------------------------------------------ DawDreamer -> JAX
-def dawdreamer_step(name, reps):
-    """Seconds per jitted value_and_grad + adam step of DawDreamer's Faust->JAX code."""
+def dawdreamer_model(src: str, sr: int):
+    """DawDreamer's Faust->JAX translation of `src` ([diff:1] metadata removed), an instance
+    of the Flax module it generates (`MyDSP(sr)`); Unavailable without dawdreamer/jax/flax.
+    Shared by the benchmarks that compare with it (grad_step, reverse, torch_layer)."""
     try:
-        import jax
-        import jax.numpy as jnp
+        import flax  # noqa: F401  (the generated code's)
+        import jax  # noqa: F401
         from dawdreamer.faust import createLibContext, destroyLibContext
         from dawdreamer.faust.box import boxFromDSP, boxToSource
     except ImportError as e:
         raise Unavailable(f"{e.name or e} not installed") from None
-    src, target_values, inputs = PROGRAMS[name]
-    plain = src.replace(" [diff:1]", "")
-
     createLibContext()
     try:
-        box = boxFromDSP(plain)
+        box = boxFromDSP(src.replace(" [diff:1]", ""))
         code = boxToSource(box, "jax", "MyDSP", ["-a", "jax/minimal.py"])
     finally:
         destroyLibContext()
@@ -155,7 +154,15 @@ def dawdreamer_step(name, reps):
         sys.modules.setdefault("librosa", types.ModuleType("librosa"))
     g = {}
     exec(compile(code, "<dawdreamer-jax>", "exec"), g)  # the code DawDreamer generated
-    model = g["MyDSP"](SR)
+    return g["MyDSP"](sr)
+
+
+def dawdreamer_step(name, reps):
+    """Seconds per jitted value_and_grad + adam step of DawDreamer's Faust->JAX code."""
+    src, target_values, inputs = PROGRAMS[name]
+    model = dawdreamer_model(src, SR)
+    import jax
+    import jax.numpy as jnp
     x = jnp.asarray(signals(inputs), dtype=jnp.float32)
     params = model.init({"params": jax.random.PRNGKey(0)}, x, N)["params"]
 

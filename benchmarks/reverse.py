@@ -52,7 +52,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from grad_step import N, SEED, SR, Unavailable, _version, _why, machine, ms  # noqa: E402
+from grad_step import N, SEED, SR, Unavailable, _version, _why, dawdreamer_model, machine, ms  # noqa: E402
 
 SRC_DIR = os.path.abspath(os.path.join(HERE, "..", "src"))
 if SRC_DIR not in sys.path:
@@ -158,30 +158,10 @@ def diffaust_times(name, double, reps):
 def dawdreamer_grad(name, reps):
     """(seconds per jitted value_and_grad, jit compile seconds, rel. RMS diff of its output
     from diffaust's float render, reps used)."""
-    try:
-        import jax
-        import jax.numpy as jnp
-        from dawdreamer.faust import createLibContext, destroyLibContext
-        from dawdreamer.faust.box import boxFromDSP, boxToSource
-    except ImportError as e:
-        raise Unavailable(f"{e.name or e} not installed") from None
     src = PROGRAMS[name]
-    plain = src.replace(" [diff:1]", "")
-    createLibContext()
-    try:
-        box = boxFromDSP(plain)
-        code = boxToSource(box, "jax", "MyDSP", ["-a", "jax/minimal.py"])
-    finally:
-        destroyLibContext()
-    try:
-        import librosa  # noqa: F401  (the generated code imports it, for soundfiles only)
-    except ImportError:
-        import types
-
-        sys.modules.setdefault("librosa", types.ModuleType("librosa"))
-    g = {}
-    exec(compile(code, "<dawdreamer-jax>", "exec"), g)
-    model = g["MyDSP"](SR)
+    model = dawdreamer_model(src, SR)
+    import jax
+    import jax.numpy as jnp
     x = jnp.asarray(noise(INPUTS[name]), dtype=jnp.float32)
     y_bar = jnp.asarray(noise(OUTPUTS[name], seed=SEED + 1), dtype=jnp.float32)
     params = model.init({"params": jax.random.PRNGKey(0)}, x, N)["params"]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src"))
+sys.path.insert(0, HERE)
+from grad_step import Unavailable, dawdreamer_model, machine  # noqa: E402
 
 SR = 48000
 N = 48000
@@ -61,21 +62,6 @@ CASES = {
 }
 
 
-class Unavailable(Exception):
-    pass
-
-
-def machine():
-    model = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores (nproc), {model}, Python {platform.python_version()}"
 
 
 def load():
@@ -135,33 +121,12 @@ def diffaust_times(name, reps):
 # ------------------------------------------------------------------ DawDreamer -> JAX
 def dawdreamer_times(name, reps):
     """(median s of jit(vmap(value_and_grad)) over the batch, jit compile s, reps)."""
-    try:
-        import jax
-        import jax.numpy as jnp
-        from dawdreamer.faust import createLibContext, destroyLibContext
-        from dawdreamer.faust.box import boxFromDSP, boxToSource
-        import flax  # noqa: F401  (the generated code's)
-    except ImportError as e:
-        raise Unavailable(f"{e.name or e} not installed") from None
     src, I, O, ranges, vary = CASES[name]
     if vary:
         raise Unavailable("a parameter per sample is not an input of DawDreamer's JAX code")
-    plain = src.replace(" [diff:1]", "")
-    createLibContext()
-    try:
-        box = boxFromDSP(plain)
-        code = boxToSource(box, "jax", "MyDSP", ["-a", "jax/minimal.py"])
-    finally:
-        destroyLibContext()
-    try:
-        import librosa  # noqa: F401  (the generated code imports it, for soundfiles only)
-    except ImportError:
-        import types
-
-        sys.modules.setdefault("librosa", types.ModuleType("librosa"))
-    g = {}
-    exec(compile(code, "<dawdreamer-jax>", "exec"), g)
-    model = g["MyDSP"](SR)
+    model = dawdreamer_model(src, SR)
+    import jax
+    import jax.numpy as jnp
     x = jnp.asarray(noise((BATCH, I, N), SEED))
     w = jnp.asarray(noise((BATCH, O, N), SEED + 1))
     p0 = model.init({"params": jax.random.PRNGKey(0)}, x[0], N)["params"]
