@@ -391,29 +391,7 @@ class Instance:
         out: an array of shape (outputs, n), C-contiguous, of the samples' dtype, to write them
         into (and return) instead of a new one."""
         dt = self.dsp.dtype
-        n = _check_n(n)
-        if x is not None:
-            try:
-                x = np.asarray(x)
-            except (TypeError, ValueError) as e:
-                raise UsageError(f"x must be an array of shape (inputs, n): {e}") from None
-            if x.dtype.kind not in "fiub":
-                raise UsageError(f"x must hold real numbers, got dtype {x.dtype}")
-            if x.ndim == 1:
-                x = x[None, :]
-            if x.ndim != 2:
-                raise UsageError(f"x must have shape (inputs, n) or (n,), got shape {x.shape}")
-            if x.shape[0] != self._nin:
-                raise UsageError(f"input has {x.shape[0]} channels, the program has {self._nin} inputs")
-            if n is None:
-                n = x.shape[1]
-            elif x.shape[1] < n:
-                raise UsageError(f"input has {x.shape[1]} samples, {n} asked")
-            x = np.ascontiguousarray(x[:, :n], dtype=dt)
-        else:
-            if n is None:
-                raise UsageError("give an input x or a number of samples n")
-            x = np.zeros((self._nin, n), dtype=dt)
+        x, n = input_block(x, self._nin, _check_n(n), dt)
         if out is None:
             y = np.empty((self._nout, n), dtype=dt)  # compute() writes every sample of every output
         else:
@@ -451,6 +429,32 @@ class Instance:
 
 
 # ---------------------------------------------------------------- compile
+
+
+def input_block(x, inputs: int, n: Optional[int], dt) -> tuple:
+    """(x as (inputs, n) C-contiguous rows of dtype dt, n): zeros for None (then n is needed);
+    a 1-D x is one channel; n defaults to x's length.  UsageError for anything else."""
+    if x is None:
+        if n is None:
+            raise UsageError("give an input x or a number of samples n")
+        return np.zeros((inputs, n), dtype=dt), n
+    try:
+        x = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"x must be an array of shape (inputs, n): {e}") from None
+    if x.dtype.kind not in "fiub":
+        raise UsageError(f"x must hold real numbers, got dtype {x.dtype}")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2:
+        raise UsageError(f"x must have shape (inputs, n) or (n,), got shape {x.shape}")
+    if x.shape[0] != inputs:
+        raise UsageError(f"input has {x.shape[0]} channels, the program has {inputs} inputs")
+    if n is None:
+        n = x.shape[1]
+    elif x.shape[1] < n:
+        raise UsageError(f"input has {x.shape[1]} samples, {n} asked")
+    return np.ascontiguousarray(x[:, :n], dtype=dt), n
 
 
 def _check_text(text: str) -> None:

@@ -232,22 +232,10 @@ class TapeRun:
 
 
 def _inputs(x, inputs: int, n: int, dt) -> np.ndarray:
-    """x as (inputs, n) C-contiguous rows of dtype dt (zeros for None)."""
-    if x is None:
-        return np.zeros((inputs, n), dtype=dt)
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise UsageError(f"x must be an array of shape (inputs, n): {e}") from None
-    if a.dtype.kind not in "fiub":
-        raise UsageError(f"x must hold real numbers, got dtype {a.dtype}")
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2 or a.shape[0] != inputs:
-        raise UsageError(f"x must have shape (inputs, n) = ({inputs}, n), got shape {a.shape}")
-    if a.shape[1] < n:
-        raise UsageError(f"input has {a.shape[1]} samples, {n} asked")
-    return np.ascontiguousarray(a[:, :n], dtype=dt)
+    """x as (inputs, n) C-contiguous rows of dtype dt (zeros for None): Dsp's own check."""
+    from .dsp import input_block
+
+    return input_block(x, inputs, n, dt)[0]
 
 
 def _check_cotangent(y_bar, outputs: int, n: int, dt) -> np.ndarray:
