@@ -2,14 +2,18 @@
 
 One step = ``y = layer(x, params)`` on a batch of 16 one-second examples (48,000 samples at
 48 kHz, seeded noise in), ``y.backward(w)`` (the gradient of sum(w * y)) with a seeded noise w, gradients
-w.r.t. every parameter tensor (shape (16,), requires_grad) and x.  float32 (the layer's
-default), 1 thread and 2 threads (``FaustModule(..., threads=k)``); the scaling is the
-1-thread time over the 2-thread time.  Each time is the median of ``--reps`` after one
-warm-up, the thread counts timed in turn rep by rep so that they share the machine's load.
+w.r.t. every parameter tensor (shape (16,), requires_grad) and x — or, in the "-params-only"
+rows (the DDSP case: a network predicts the parameters, the excitation needs no gradient),
+w.r.t. the parameters only, where the layer's ``ad="auto"`` may pick forward mode (its
+column says which mode ran).  float32 (the layer's default), 1 thread and 2 threads
+(``FaustModule(..., threads=k)``); the scaling is the 1-thread time over the 2-thread time.
+Each time is the median of ``--reps`` after one warm-up, the thread counts timed in turn rep
+by rep so that they share the machine's load.
 
 DawDreamer: its Faust -> Flax/JAX code (``boxToSource(box, 'jax', ...)``, float32),
 ``jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1))))`` over the same batch (gradient
-w.r.t. the parameters and the input), timed after a compile call; skipped with a note when
+w.r.t. the parameters and the input; ``argnums=(0,)``, the parameters only, in the
+"-params-only" rows), timed after a compile call; skipped with a note when
 dawdreamer, jax or flax is missing (``pip install -e '.[bench]'``).
 
 Programs: resonlp = ``fi.resonlp(fc, q, gain)`` (3 parameters), zita =
@@ -53,12 +57,17 @@ t60m = hslider("t60m [diff:1]", 1.5, 0.5, 8, 0.01);
 process = re.zita_rev1_stereo(0, 200, 6000, t60dc, t60m, 48000);
 """
 
-# name: (source, inputs, outputs, {label: (lo, hi)} of the batch's values, per-sample labels)
+# name: (source, inputs, outputs, {label: (lo, hi)} of the batch's values, per-sample labels,
+#        whether x requires grad)
+RESONLP_RANGES = {"fc": (200.0, 5000.0), "q": (0.7, 8.0), "gain": (0.5, 1.5)}
+ZITA_RANGES = {"t60dc": (1.0, 6.0), "t60m": (1.0, 6.0)}
 CASES = {
-    "resonlp": (RESONLP, 1, 1, {"fc": (200.0, 5000.0), "q": (0.7, 8.0), "gain": (0.5, 1.5)}, ()),
-    "resonlp-fc-per-sample": (RESONLP, 1, 1, {"fc": (200.0, 5000.0), "q": (0.7, 8.0), "gain": (0.5, 1.5)},
-                               ("fc",)),
-    "zita": (ZITA, 2, 2, {"t60dc": (1.0, 6.0), "t60m": (1.0, 6.0)}, ()),
+    "resonlp": (RESONLP, 1, 1, RESONLP_RANGES, (), True),
+    "resonlp-fc-per-sample": (RESONLP, 1, 1, RESONLP_RANGES, ("fc",), True),
+    "zita": (ZITA, 2, 2, ZITA_RANGES, (), True),
+    # the DDSP case: the excitation x needs no gradient, the parameters do
+    "resonlp-params-only": (RESONLP, 1, 1, RESONLP_RANGES, (), False),
+    "zita-params-only": (ZITA, 2, 2, ZITA_RANGES, (), False),
 }
 
 
@@ -82,13 +91,13 @@ def noise(shape, seed):
 
 # ------------------------------------------------------------------ diffaust
 def diffaust_times(name, reps):
-    """{threads: (median s, fastest s)}, load averages seen, grad check."""
+    """{threads: (median s, fastest s)}, load averages seen, the mode the layer used."""
     import torch
 
     from diffaust.torch import FaustModule
 
-    src, I, O, ranges, vary = CASES[name]
-    x = torch.from_numpy(noise((BATCH, I, N), SEED)).requires_grad_()
+    src, I, O, ranges, vary, x_grad = CASES[name]
+    x = torch.from_numpy(noise((BATCH, I, N), SEED)).requires_grad_(x_grad)
     w = torch.from_numpy(noise((BATCH, O, N), SEED + 1))
     vals = batch_values(ranges)
     params = {}
@@ -115,13 +124,15 @@ def diffaust_times(name, reps):
             step(m)
             ts[k].append(time.perf_counter() - t0)
         loads.append(load())
-    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads
+    m = mods[1]
+    mode = "forward" if m._jvp_dsp is not None and (m._ad_timed in (None, "forward")) else "reverse"
+    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads, mode
 
 
 # ------------------------------------------------------------------ DawDreamer -> JAX
 def dawdreamer_times(name, reps):
     """(median s of jit(vmap(value_and_grad)) over the batch, jit compile s, reps)."""
-    src, I, O, ranges, vary = CASES[name]
+    src, I, O, ranges, vary, x_grad = CASES[name]
     if vary:
         raise Unavailable("a parameter per sample is not an input of DawDreamer's JAX code")
     model = dawdreamer_model(src, SR)
@@ -146,7 +157,7 @@ def dawdreamer_times(name, reps):
         y, _ = model.apply({"params": p}, xi, N, mutable="intermediates")
         return jnp.sum(wi * y)
 
-    f = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1))))
+    f = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1) if x_grad else (0,))))
 
     def run():
         jax.block_until_ready(f(pb, x, w))
@@ -181,11 +192,11 @@ def main(argv=None):
     import torch
 
     print(f"machine: {machine()}; torch {torch.__version__}; load average {load():.2f}", flush=True)
-    head = ["program", "P", "1 thread", "2 threads", "scaling 1->2", "fastest 1 / 2 threads",
+    head = ["program", "P", "x grad", "layer's mode", "1 thread", "2 threads", "scaling 1->2", "fastest 1 / 2 threads",
             "load avg (1 min)", "DawDreamer JAX vmap(value_and_grad)", "speed-up (2 threads)"]
     rows, notes = [], []
     for name in names:
-        (t, loads) = diffaust_times(name, args.reps)
+        (t, loads, mode) = diffaust_times(name, args.reps)
         (m1, f1), (m2, f2) = t[1], t[2]
         P = len(CASES[name][3])
         jx, up = "n/a", "n/a"
@@ -200,7 +211,7 @@ def main(argv=None):
                 jx = f"n/a ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
         else:
             jx = "skipped (--skip-jax)"
-        row = [name, str(P), fmt(m1), fmt(m2), f"{m1 / m2:.2f}x", f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)",
+        row = [name, str(P), "yes" if CASES[name][5] else "no", mode, fmt(m1), fmt(m2), f"{m1 / m2:.2f}x", f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)",
                f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
         rows.append(row)
         print(" | ".join(row), flush=True)

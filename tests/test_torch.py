@@ -125,6 +125,80 @@ def test_time_varying_matches_dsp_vjp(mods):
 
 
 # ---------------------------------------------------------------- shapes, batches, threads
+# ---------------------------------------------------------------- forward mode (ad=)
+def _grads(m, x, params, w):
+    for t in params.values():
+        t.grad = None
+    y = m(x, params)
+    (y * w).sum().backward()
+    return y.detach().clone(), {k: t.grad.clone() for k, t in params.items()}
+
+
+@pytest.mark.parametrize("src, values", [
+    (RESONLP, {"fc": [300.0, 2500.0, 7000.0], "q": [0.7, 3.0, 12.0], "gain": [0.5, 1.0, 1.7]}),
+    (FDELAY, {"d": [3.3, 20.7, 51.2], "g": [0.2, 1.0, 1.9]}),
+    (STEREO, {"g": [0.1, 0.5, 0.9]}),
+])
+def test_forward_mode_gradients_equal_reverse_mode(src, values):
+    """Parameters constant over the block, x without grad: ad='forward' (the derivative
+    program and Σ ȳ·∂y/∂p) gives reverse mode's gradients and the same outputs."""
+    inputs = diffaust.compile(src, sample_rate=SR).inputs
+    B, n = 3, 4000
+    x = torch.randn(B, inputs, n, dtype=F64, generator=gen(40))
+    w = torch.randn(B, diffaust.compile(src, sample_rate=SR).primal_outputs, n, dtype=F64, generator=gen(41))
+    out = {}
+    for ad in ("forward", "reverse"):
+        m = FaustModule(src, double=True, sample_rate=SR, threads=2, ad=ad)
+        params = {k: torch.tensor(v, dtype=F64, requires_grad=True) for k, v in values.items()}
+        out[ad] = _grads(m, x, params, w)
+    yf, gf = out["forward"]
+    yr, gr = out["reverse"]
+    assert torch.equal(yf, yr)
+    for k in values:
+        scale = float(gr[k].abs().max()) + 1e-12
+        assert float((gf[k] - gr[k]).abs().max()) <= 1e-9 * scale, k
+
+
+def test_forward_mode_gradcheck():
+    m = FaustModule(RESONLP, double=True, sample_rate=SR, threads=2, ad="forward")
+    x = torch.randn(2, 1, 64, dtype=F64, generator=gen(42))
+    fc = torch.tensor([800.0, 3000.0], dtype=F64, requires_grad=True)
+    q = torch.tensor([2.0, 5.0], dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda fc, q: m(x, {"fc": fc, "q": q}), (fc, q))
+
+
+def test_auto_mode_picks_forward_or_reverse_and_both_agree():
+    """auto: forward for <= 2 [diff:1] parameters when only constant parameters need a
+    gradient; reverse when x does; for 3 parameters the faster of the two, timed once."""
+    m = FaustModule(STEREO, double=True, sample_rate=SR, threads=1)
+    x = torch.randn(2, 2, 500, dtype=F64, generator=gen(43))
+    g = torch.tensor([0.3, 0.6], dtype=F64, requires_grad=True)
+    y = m(x, {"g": g})
+    assert y.grad_fn is not None
+    y.sum().backward()
+    assert m._jvp_dsp is not None  # forward mode ran
+    m3 = FaustModule(RESONLP, double=True, sample_rate=SR, threads=1)
+    fc = torch.tensor([500.0, 5000.0], dtype=F64, requires_grad=True)
+    m3(torch.randn(2, 1, 3000, dtype=F64, generator=gen(44)), {"fc": fc}).sum().backward()
+    assert m3._ad_timed in ("forward", "reverse")
+    xg = torch.randn(2, 1, 300, dtype=F64, generator=gen(45), requires_grad=True)
+    m4 = FaustModule(ONE_POLE, double=True, sample_rate=SR, threads=1)
+    m4(xg, {"a": torch.tensor([0.2, 0.4], dtype=F64, requires_grad=True)}).sum().backward()
+    assert m4._jvp_dsp is None and xg.grad is not None  # x needs its gradient: reverse mode
+
+
+def test_forward_mode_refuses_what_it_cannot_give():
+    m = FaustModule(ONE_POLE, double=True, sample_rate=SR, threads=1, ad="forward")
+    x = torch.randn(2, 1, 100, dtype=F64, generator=gen(46), requires_grad=True)
+    with pytest.raises(UsageError, match="x requires grad"):
+        m(x, {"a": torch.tensor([0.2, 0.4], dtype=F64, requires_grad=True)})
+    a = torch.full((2, 100), 0.3, dtype=F64, requires_grad=True)
+    with pytest.raises(UsageError, match="per-sample parameter requires grad"):
+        m(x.detach(), {"a": a})
+    with pytest.raises(UsageError, match="ad must be one of"):
+        FaustModule(ONE_POLE, ad="sideways")
+
+
 def test_shapes_dtype_and_defaults():
     m = FaustModule(STEREO, threads=2)  # float32
     assert (m.inputs, m.outputs) == (2, 2) and [p.label for p in m.diff_params] == ["g"]

@@ -3,6 +3,7 @@
     diffaust compile FILE.dsp [-diff] [-d] [-double] [-lang c|llvm|cpp|json] [--nondiff NAME]...
     diffaust render  FILE.dsp [-n N] [--sr 44100] [--input KIND|FILE] [--param NAME=VALUE]...
                               [-double] [-diff] [--nondiff NAME]... [-o OUT.npy|OUT.wav]
+                              [--block-size N]
     diffaust train   --input FILE --gt FILE.dsp|FILE.wav|FILE.npy --diff FILE [-lf l1|l2] [-lr RATE]
                      [--iterations N] [--csv loss.csv] [--plot loss.png] | --example NAME
                      [--mode sample|block] [--optimizer adam|rmsprop|momentum|sgd]
@@ -70,6 +71,21 @@ def _positive_int(text: str) -> int:
     if v <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {v}")
     return v
+
+
+def block_size_arg(text: str) -> int:
+    """--block-size N: samples per compute() call, 1 .. 2147483647."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if not 1 <= v <= 2**31 - 1:  # compute(int count): a C int
+        raise argparse.ArgumentTypeError(f"must be a whole number of samples between 1 and 2147483647, got {v}")
+    return v
+
+
+BLOCK_SIZE_HELP = ("samples per compute() call (default 256, the Faust reference harness's): what "
+                   "fvariable(int count) reads; the last block is shorter")
 
 
 def _sample_rate(text: str) -> int:
@@ -188,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sample format of a .wav output (default float32)")
     p.add_argument("--print", dest="print_n", type=_nonneg_int, default=None, metavar="K",
                    help="print the first K samples of each channel (default 8 without -o)")
+    p.add_argument("--block-size", dest="block_size", type=block_size_arg, default=256, metavar="N",
+                   help=BLOCK_SIZE_HELP)
     _add_common(p)
     p.set_defaults(func=cmd_render)
 
@@ -263,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", metavar="learned.dsp",
                    help="write the learnable program with the learned values as its sliders' defaults")
     p.add_argument("--no-stop", action="store_true", help="never stop early: run all iterations")
+    p.add_argument("--block-size", dest="block_size", type=block_size_arg, default=256, metavar="N",
+                   help=BLOCK_SIZE_HELP + " (block/stream modes; --mode sample runs one sample per call)")
     p.add_argument("--float", dest="single", action="store_true",
                    help="block/stream: compute in single precision (their default is double; sample mode's "
                         "is float, -double for double)")
@@ -352,6 +372,8 @@ def _compile(path: str, args, **kw):
     nondiff = tuple(getattr(args, "nondiff", ()) or ())
     if nondiff and kw.get("diff"):
         kw["nondiff"] = nondiff
+    if getattr(args, "block_size", None) is not None:
+        kw.setdefault("block_size", args.block_size)
     return rt.compile(path, double=args.double, sample_rate=args.sr, import_dirs=tuple(args.import_dirs),
                       use_cache=not getattr(args, "no_cache", False),
                       allow_native=getattr(args, "allow_native", False), **kw)

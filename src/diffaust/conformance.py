@@ -1,15 +1,26 @@
 """Conformance: real Faust programs rendered by diffaust and by the ``faust`` binary.
 
     diffaust conformance [PATH...] [--precision double|float|both] [-j N] [--subset ci]
-                         [-n 4096] [--timeout 300] [--json report.json] [-q]
+                         [-n 4096] [--block-size 256] [--press] [--timeout 300]
+                         [--json report.json] [-q]
 
 Each ``.dsp`` (PATH: files or folders, searched recursively; default: the Faust
 examples of Debian's ``faust-common`` plus diffaust's own examples) is run, with its
 default parameters, by the reference compiler (``diffaust.reference``: ``faust
 -lang cpp`` + g++) and by diffaust, on an impulse and on noise (one run of zeros for
-a program without inputs), ``n`` samples at 44.1 kHz, and compared per sample:
+a program without inputs), ``n`` samples at 44.1 kHz in compute() calls of
+``--block-size`` samples (default 256, both sides), and compared per sample:
 
     double: |err| <= 1e-9 * (1 + |ref|)        float: |err| <= 1e-5 * (1 + |ref|)
+
+Imports are looked up in the program's own folder and in the PATH folder it was found
+under (both compilers get both as -I), so any folder of programs with its own
+libraries can be run.  ``--press`` adds, for a program with buttons or checkboxes, a
+run that presses them as Faust's impulse-test harness does (tests/impulse-tests,
+controlTools.h: every button down during the first block, up from the second on)
+and also switches every checkbox on from the second block on (the reference harness
+sets the controls before the compute() call of a block; diffaust gets the same
+values as per-sample parameters).
 
 A program the reference compiler rejects is reported apart and does not count.
 The reference build compiles a program's ffunction headers (faust-stk's `bass.h`...) with
@@ -18,7 +29,8 @@ Every program runs in its own process (``python -m diffaust.conformance --one``)
 so a crash, a hang (``--timeout``) or a memory blow-up costs one program only.
 
 The report gives the pass rate per precision and the failures grouped by cause
-(the diffaust error with names and numbers blanked, or "output differs").
+(the diffaust error's first line with names and numbers blanked, or "output
+differs"), each failure with the full first line of its error.
 """
 
 from __future__ import annotations
@@ -173,50 +185,108 @@ def _first_difference(a, b, where: str = "ui") -> Optional[str]:
     return None if a == b else f"{where}: diffaust {a!r}, faust {b!r}"
 
 
-def _ui_diff(path: Path, double: bool) -> Optional[str]:
+def _ui_diff(path: Path, double: bool, include_dirs=()) -> Optional[str]:
     """None when `diffaust compile -lang json` describes the UI as `faust -json` does."""
     from . import reference
     from .codegen.json_ui import emit_json
     from .runtime.pipeline import CompileOptions, run_pipeline
 
     try:
-        ref = reference.reference_json(path)
+        ref = reference.reference_json(path, include_dirs)
     except reference.FaustRefError:
         return None  # faust -json fails where the build succeeded: nothing to compare
-    opts = CompileOptions(double=double, import_dirs=(str(path.parent),), allow_native=True)
+    opts = CompileOptions(double=double, import_dirs=(str(path.parent), *map(str, include_dirs)), allow_native=True)
     st = run_pipeline(path.read_text(), str(path), opts)
     ours = json.loads(emit_json(st, opts))
     return _first_difference(ui_shape(ours["ui"]), ui_shape(ref["ui"]))
 
 
 def _error_text(e: BaseException) -> str:
+    """The first line of a diffaust error (its place and message, in full)."""
     from .errors import DiffaustError
 
-    if isinstance(e, DiffaustError):
-        return str(e)
-    return f"{type(e).__name__}: {e}"
+    text = str(e) if isinstance(e, DiffaustError) else f"{type(e).__name__}: {e}"
+    return first_error_line(text)
 
 
-def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
-    """Render ``path`` with faust and diffaust in each precision; a JSON-able result."""
+_ERROR_LINE = re.compile(r"\berror\b|\bERROR\b", re.I)
+
+
+def first_error_line(text: str) -> str:
+    """The line of ``text`` that says what went wrong, in full: the first line naming an
+    error (faust's ``ERROR :``, g++'s ``error:``), else the first non-empty line.  A
+    reference failure's own first line (``faust failed (COMMAND):``) only introduces the
+    tool's output, and a caret or source line under an error is never the answer."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    head = re.match(r"^(.*?) failed \((.*)\):$", lines[0])
+    body = lines[1:] if head and len(lines) > 1 else lines
+    hit = next((ln for ln in body if _ERROR_LINE.search(ln)), body[0])
+    return f"{head.group(1)}: {hit}" if head and body is not lines else hit
+
+
+def _reference_failure(e: BaseException, path: Path) -> str:
+    """The first error line of a reference failure (the reference compiles a copy named prog.dsp)."""
+    text = first_error_line(str(e)) if str(e).strip() else type(e).__name__
+    return re.sub(r"(?<![\w.])prog\.dsp\b", path.name, text)
+
+
+def press_schedule(kind: str, block_size: int) -> list:
+    """The value changes (sample offset, value) ``--press`` gives a widget: a button is down
+    during the first block and up from the second on (Faust's impulse-test harness), a
+    checkbox is switched on from the second block on."""
+    if kind == "button":
+        return [(0, 1.0), (block_size, 0.0)]
+    return [(block_size, 1.0)]
+
+
+def _runs(info: dict, press: bool) -> list:
+    """(name, input kind, {reference widget path: schedule}) of the renders of a program."""
+    kinds = ("impulse", "noise") if info["inputs"] else ("zeros",)
+    runs = [(k, k, {}) for k in kinds]
+    pressed = {p["path"]: p["type"] for p in info["params"] if p["type"] in ("button", "checkbox")}
+    if press and pressed:
+        runs.append(("press", "impulse" if info["inputs"] else "zeros", pressed))
+    return runs
+
+
+def _diffaust_name(ref_path: str, path: Path) -> str:
+    """A reference widget path as diffaust's: the reference's root 'prog' is the file's stem."""
+    from .signals.propagate import mapui_path as _mangle
+
+    if ref_path.startswith("/prog/"):
+        return "/" + _mangle(path.stem) + "/" + ref_path[len("/prog/"):]
+    return ref_path
+
+
+def run_one(path: Path, precisions: Sequence[str], n: int, block_size: int = 256, press: bool = False,
+            include_dirs: Sequence[str] = ()) -> dict:
+    """Render ``path`` with faust and diffaust in each precision; a JSON-able result.
+
+    block_size: samples per compute() call, both sides.  press: also run the program with
+    its buttons and checkboxes pressed (`press_schedule`).  include_dirs: import folders
+    besides the program's own (the PATH folder it was found under)."""
     from . import reference
     from .runtime.dsp import compile as da_compile
 
+    incs = tuple(str(d) for d in include_dirs if Path(d).resolve() != path.resolve().parent)
     out = {"path": str(path), "results": {}}
     for prec in precisions:
         double = prec == "double"
         res = out["results"][prec] = {}
         t0 = time.perf_counter()
         try:
-            info = reference.reference_info(path, double=double)
-        except reference.FaustRefError as e:
-            res.update(status="reference-rejects", detail=str(e).strip().splitlines()[-1][:300])
+            info = reference.reference_info(path, double=double, include_dirs=incs)
+        except (reference.FaustRefError, OSError, UnicodeDecodeError, subprocess.SubprocessError) as e:
+            res.update(status="reference-rejects", detail=_reference_failure(e, path))
             continue
         res["reference_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         try:
             # the examples' own headers (faust-stk's bass.h ...) are compiled: consent given
-            dsp = da_compile(path, double=double, import_dirs=(str(path.parent),), allow_native=True)
+            dsp = da_compile(path, double=double, import_dirs=(str(path.parent), *incs), allow_native=True,
+                             block_size=block_size)
         except Exception as e:  # noqa: BLE001 - every failure is reported, grouped by cause
             res.update(status="compile-error", detail=_error_text(e))
             continue
@@ -230,26 +300,34 @@ def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
         if ptab:
             problems.append(f"parameters: {ptab}")
         elif not double:  # the UI tree once per program, in float like `faust -json`'s default
-            ui = _ui_diff(path, double)
+            ui = _ui_diff(path, double, incs)
             if ui:
                 problems.append(f"parameters: {ui}")
-        kinds = ("impulse", "noise") if info["inputs"] else ("zeros",)
-        for kind in kinds:
+        runs = _runs(info, press)
+        res["runs"] = [r[0] for r in runs]
+        for run, kind, schedules in runs:
             x = reference.make_input(kind, info["inputs"], n) if info["inputs"] else None
+            ref_params = {rp: press_schedule(t, block_size) for rp, t in schedules.items()}
             try:
-                ref = reference.render_reference(path, n=n, x=x, double=double)
-            except reference.FaustRefError as e:
-                res.update(status="reference-rejects", detail=str(e).strip().splitlines()[-1][:300])
+                ref = reference.render_reference(path, n=n, x=x, double=double, block_size=block_size,
+                                                 params=ref_params or None, include_dirs=incs)
+            except (reference.FaustRefError, OSError, subprocess.SubprocessError) as e:
+                res.update(status="reference-rejects", detail=_reference_failure(e, path))
                 break
             xin = None if x is None else (x if double else x.astype(np.float32))
             try:
-                got = np.asarray(dsp.render(x=xin, n=n), dtype=np.float64)
+                params = {}
+                for rp, sched in ref_params.items():
+                    p = dsp.params[dsp.param_index(_diffaust_name(rp, path))]
+                    params[p.path] = reference.schedule_array(sched, n, 0.0 if p.kind == "button" else p.init)
+                got = np.asarray(dsp.render(x=xin, n=n, params=params or None, block_size=block_size),
+                                 dtype=np.float64)
             except Exception as e:  # noqa: BLE001
-                problems.append(f"{kind}: render failed: {_error_text(e)}")
+                problems.append(f"{run}: render failed: {_error_text(e)}")
                 continue
             msg = _compare(got, ref, TOL[prec])
             if msg:
-                problems.append(f"{kind}: {msg}")
+                problems.append(f"{run}: {msg}")
         if "status" in res:
             continue
         if problems:
@@ -264,6 +342,8 @@ def run_one(path: Path, precisions: Sequence[str], n: int) -> dict:
 class Report:
     precisions: Sequence[str]
     rows: list = field(default_factory=list)   # one dict per program (run_one's shape)
+    block_size: int = 256
+    press: bool = False
 
     def counted(self, prec: str) -> list:
         return [r for r in self.rows if r["results"].get(prec, {}).get("status") != "reference-rejects"]
@@ -278,6 +358,15 @@ class Report:
             res = r["results"][prec]
             if res["status"] != "pass":
                 groups[cause_of(res)].append(r)
+        return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+    def rejected(self, prec: str) -> dict:
+        """cause -> [program, ...] for the programs the reference compiler rejects in ``prec``."""
+        groups = defaultdict(list)
+        for r in self.rows:
+            res = r["results"].get(prec, {})
+            if res.get("status") == "reference-rejects":
+                groups["rejected by the reference: " + _blank(_unlocated(res.get("detail", "")))].append(r)
         return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
 
 
@@ -297,16 +386,23 @@ def cause_of(res: dict) -> str:
     if status == "shape":
         return "different number of inputs/outputs"
     # compile errors: drop the location, blank quoted names and numbers
-    detail = re.sub(r"^\S+:\d+:\d+: ", "", detail)
-    return "compile error: " + _blank(detail)
+    return "compile error: " + _blank(_unlocated(detail))
+
+
+def _unlocated(text: str) -> str:
+    """An error line without its place (``file:line:col: `` or faust's ``file : line : ``)."""
+    text = first_error_line(text)
+    text = re.sub(r"^(\w[\w+ -]*: )?\S+:\d+:\d+: ", lambda m: m.group(1) or "", text)
+    return re.sub(r"^(\w[\w+ -]*: )?\S+ : -?\d+ : ", lambda m: m.group(1) or "", text)
 
 
 def _blank(text: str) -> str:
-    text = text.strip().splitlines()[0] if text.strip() else text
-    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    """A cause: an error's first line with names and numbers blanked (the whole line)."""
+    text = first_error_line(text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|‘[^’]*’", "'…'", text)
     text = re.sub(r"\b\d+(\.\d+)?(e[-+]?\d+)?\b", "N", text)
     text = re.sub(r"\(did you mean[^)]*\)", "", text)
-    return text.strip()[:160]
+    return text.strip()
 
 
 def collect(paths: Sequence[str], subset: Optional[str]) -> list[Path]:
@@ -315,28 +411,47 @@ def collect(paths: Sequence[str], subset: Optional[str]) -> list[Path]:
             raise FileNotFoundError(f"{FAUST_EXAMPLES}: no such folder (install Debian's faust-common)")
         return [FAUST_EXAMPLES / p for p in CI_SUBSET]
     roots = [Path(p) for p in paths] or [d for d in (FAUST_EXAMPLES, OWN_EXAMPLES) if d.is_dir()]
-    files = []
+    files, seen = [], set()
     for root in roots:
         if root.is_dir():
-            files += sorted(root.rglob("*.dsp"))
+            found = sorted(f for f in root.rglob("*.dsp") if f.is_file())
         elif root.is_file():
-            files.append(root)
+            found = [root]
         else:
             raise FileNotFoundError(f"{root}: no such file or folder")
+        for f in found:  # a file under two PATHs (or given twice) runs once
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     return files
 
 
-def _run_worker(path: Path, precisions, n: int, timeout: float) -> dict:
+def search_roots(paths: Sequence[str]) -> list[Path]:
+    """The folders among ``paths``: a program found under one also imports from it."""
+    return [Path(p).resolve() for p in paths if Path(p).is_dir()]
+
+
+def _include_dirs(path: Path, roots: Sequence[Path]) -> list[str]:
+    """The PATH folders ``path`` lies under (besides its own folder, always searched)."""
+    here = path.resolve()
+    return [str(r) for r in roots if here.is_relative_to(r) and r != here.parent]
+
+
+def _run_worker(path: Path, precisions, n: int, timeout: float, block_size: int = 256, press: bool = False,
+                include_dirs: Sequence[str] = ()) -> dict:
     cmd = [sys.executable, "-m", "diffaust.conformance", "--one", str(path),
-           "--precision", ",".join(precisions), "-n", str(n)]
+           "--precision", ",".join(precisions), "-n", str(n), "--block-size", str(block_size),
+           *(["--press"] if press else []), *[f for d in include_dirs for f in ("-I", str(d))]]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"path": str(path), "results": {pr: {"status": "timeout", "detail": f"over {timeout:g} s"}
                                                for pr in precisions}}
     if p.returncode != 0 or not p.stdout.strip():
-        tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1]
-        return {"path": str(path), "results": {pr: {"status": "crash", "detail": tail[:300]}
+        # a traceback's last line is the exception; a signal leaves no text
+        tail = (p.stderr.strip().splitlines() or [f"exit status {p.returncode}"])[-1].strip()
+        return {"path": str(path), "results": {pr: {"status": "crash", "detail": tail}
                                                for pr in precisions}}
     return json.loads(p.stdout.strip().splitlines()[-1])
 
@@ -350,12 +465,17 @@ def _short(path: str) -> str:
 
 
 def run_suite(files: Sequence[Path], precisions: Sequence[str], n: int = 4096, jobs: int = 0,
-              timeout: float = 300.0, progress=None) -> Report:
-    """Run every file in its own worker process, ``jobs`` at a time; a `Report`."""
-    report = Report(precisions)
+              timeout: float = 300.0, progress=None, *, block_size: int = 256, press: bool = False,
+              roots: Sequence[Path] = ()) -> Report:
+    """Run every file in its own worker process, ``jobs`` at a time; a `Report`.
+    block_size: samples per compute() call (both compilers); press: add the run with buttons
+    and checkboxes pressed; roots: the PATH folders (import folders of the files under them)."""
+    report = Report(precisions, block_size=block_size, press=press)
     jobs = jobs or os.cpu_count() or 1
+    roots = [Path(r).resolve() for r in roots]
     with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futs = {pool.submit(_run_worker, f, precisions, n, timeout): f for f in files}
+        futs = {pool.submit(_run_worker, f, precisions, n, timeout, block_size, press,
+                            _include_dirs(f, roots)): f for f in files}
         for k, fut in enumerate(cf.as_completed(futs), 1):
             row = fut.result()
             report.rows.append(row)
@@ -382,8 +502,32 @@ def format_report(report: Report) -> str:
         for cause, rows in report.causes(prec).items():
             lines.append(f"  {len(rows):3d}  {cause}")
             for r in rows:
-                lines.append(f"         {_short(r['path'])}: {r['results'][prec].get('detail', '')[:200]}")
+                lines.append(f"         {_short(r['path'])}: {r['results'][prec].get('detail', '')}")
+        for cause, rows in report.rejected(prec).items():
+            lines.append(f"  {len(rows):3d}  {cause} (not counted)")
+            for r in rows:
+                lines.append(f"         {_short(r['path'])}: {r['results'][prec].get('detail', '')}")
     return "\n".join(lines)
+
+
+def _block_size(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if not 1 <= v <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of samples between 1 and 2147483647, got {v}")
+    return v
+
+
+def _count(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
+    if not 1 <= v <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"must be a number of samples between 1 and 2147483647, got {v}")
+    return v
 
 
 def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance") -> int:
@@ -398,7 +542,15 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance
     ap.add_argument("--precision", default="both", help="double, float or both (default both)")
     ap.add_argument("--subset", choices=("ci",), help="run the representative subset CI runs")
     ap.add_argument("-j", "--jobs", type=int, default=0, help="parallel programs (default: CPU count)")
-    ap.add_argument("-n", type=int, default=4096, help="samples per render (default 4096)")
+    ap.add_argument("-n", type=_count, default=4096, help="samples per render (default 4096)")
+    ap.add_argument("--block-size", dest="block_size", type=_block_size, default=256, metavar="N",
+                    help="samples per compute() call, for faust and diffaust alike (default 256); what "
+                         "fvariable(int count) reads")
+    ap.add_argument("--press", action="store_true",
+                    help="also run each program with buttons and checkboxes: buttons down during the first "
+                         "block and up after (as Faust's impulse tests), checkboxes on from the second block")
+    ap.add_argument("-I", dest="import_dirs", action="append", default=[], metavar="DIR",
+                    help=argparse.SUPPRESS)  # the worker's PATH folders
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per program (default 300)")
     ap.add_argument("--json", metavar="FILE", help="also write the full report as JSON")
     ap.add_argument("-q", "--quiet", action="store_true", help="no per-program progress lines")
@@ -410,7 +562,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance
             print(f"{prog}: error: unknown precision '{p}' (double, float or both)", file=sys.stderr)
             return 2
     if args.one:
-        print(json.dumps(run_one(Path(args.one), precisions, args.n)))
+        print(json.dumps(run_one(Path(args.one), precisions, args.n, args.block_size, args.press,
+                                 args.import_dirs)))
         return 0
     from . import reference
 
@@ -423,6 +576,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance
     except FileNotFoundError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # an unreadable folder
+        print(f"{prog}: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
 
     def progress(k, total, row):
         if args.quiet:
@@ -430,12 +586,18 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance
         marks = " ".join(f"{pr}:{row['results'][pr]['status']}" for pr in precisions)
         print(f"[{k:3d}/{total}] {_short(row['path'])}  {marks}", flush=True)
 
+    if not files:
+        print(f"{prog}: error: no .dsp file in {', '.join(args.paths)}", file=sys.stderr)
+        return 1
     t0 = time.perf_counter()
-    report = run_suite(files, precisions, args.n, args.jobs, args.timeout, progress)
+    report = run_suite(files, precisions, args.n, args.jobs, args.timeout, progress, block_size=args.block_size,
+                       press=args.press, roots=search_roots(args.paths))
     print(format_report(report))
-    print(f"({len(files)} programs in {time.perf_counter() - t0:.0f} s)")
+    print(f"({len(files)} programs in {time.perf_counter() - t0:.0f} s, blocks of {args.block_size} samples"
+          + (", buttons and checkboxes pressed" if args.press else "") + ")")
     if args.json:
-        Path(args.json).write_text(json.dumps({"precisions": precisions, "rows": report.rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"precisions": precisions, "block_size": args.block_size,
+                                               "press": args.press, "n": args.n, "rows": report.rows}, indent=1))
     return 0
 
 

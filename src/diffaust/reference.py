@@ -26,7 +26,9 @@ Conventions (the same as diffaust's ``Dsp.render``):
 * ``round(x)`` is added as a Faust definition when the program calls it
   without defining it (Faust 2.54.9 has no ``round`` primitive): see ``ROUND_SHIM``.
 * ``params`` maps a full path (``/gt/gain``), a MapUI short name or a bare
-  label to a value set after ``init(sample_rate)``, before the first sample.
+  label to a value set after ``init(sample_rate)``, before the first sample, or to
+  a schedule ``[(offset, value), ...]`` (automation: a button pressed at sample
+  1024 is ``[(1024, 1.0), (2048, 0.0)]``); offsets are multiples of ``block_size``.
   Controls are read once per ``compute()`` call of ``block_size`` samples.
 
 Noise input (``noise_input``), per channel c (same as shared/tools/faust-ref):
@@ -58,6 +60,7 @@ __all__ = [
     "noise_input",
     "impulse_input",
     "make_input",
+    "schedule_array",
     "build_cpp",
     "build_cpp_bundle",
     "run_binary",
@@ -183,10 +186,22 @@ int main(int argc, char** argv) {
     int bs = atoi(argv[a++]);
     int reps = bench ? atoi(argv[a++]) : 0;
     d->init(sr);
+    // VALUE is a number (set now) or a schedule "OFFSET:VALUE,OFFSET:VALUE,...": each value
+    // is set before the compute() call of the block that starts at its sample offset
+    std::vector<std::pair<long, std::pair<FAUSTFLOAT*, double>>> sched;
     for (; a + 1 < argc; a += 2) {
         FAUSTFLOAT* z = ui.find(argv[a]);
         if (!z) { fprintf(stderr, "unknown parameter '%s'\n", argv[a]); return 6; }
-        *z = FAUSTFLOAT(strtod(argv[a + 1], nullptr));
+        const char* v = argv[a + 1];
+        if (!strchr(v, ':')) { *z = FAUSTFLOAT(strtod(v, nullptr)); continue; }
+        while (*v) {
+            char* e;
+            long off = strtol(v, &e, 10);
+            if (*e != ':') { fprintf(stderr, "bad schedule '%s'\n", argv[a + 1]); return 2; }
+            double val = strtod(e + 1, &e);
+            sched.push_back({off, {z, val}});
+            v = *e == ',' ? e + 1 : e;
+        }
     }
     std::vector<double> raw(size_t(ni) * n);
     if (ni && fread(raw.data(), sizeof(double), raw.size(), stdin) != raw.size()) {
@@ -201,6 +216,7 @@ int main(int argc, char** argv) {
         auto t0 = std::chrono::steady_clock::now();
         for (long done = 0; done < n; done += bs) {
             int cnt = int(n - done < bs ? n - done : bs);
+            for (auto& ev : sched) if (ev.first == done) *ev.second.first = FAUSTFLOAT(ev.second.second);
             for (int c = 0; c < ni; c++) ip[c] = in.data() + size_t(c) * n + done;
             for (int c = 0; c < no; c++) op[c] = out.data() + size_t(c) * n + done;
             d->compute(cnt, ip.data(), op.data());
@@ -298,7 +314,8 @@ def _publish(tmp: Path, final: Path) -> None:
 def _run(cmd: list[str], cwd: Path, what: str) -> None:
     p = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
-        raise FaustRefError(f"{what} failed ({' '.join(cmd)}):\n{p.stderr.strip()}")
+        status = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
+        raise FaustRefError(f"{what} failed ({' '.join(cmd)}):\n{p.stderr.strip() or '(no message, ' + status + ')'}")
 
 
 def _driver_object(double: bool, opt: str) -> Path:
@@ -466,17 +483,19 @@ def _info(prog: Path, cls=None) -> dict:
     return json.loads(p.stdout)
 
 
-def reference_json(path: Path) -> dict:
+def reference_json(path: Path, include_dirs=()) -> dict:
     """``faust -json`` of a .dsp file (its own name and folder, so the UI root is the file's
     name): the UI description Faust's architectures read.  Cached like the builds."""
     path = Path(path).resolve()
-    key = _sha(_versions(), "json", str(path), path.read_text())
+    incs = [str(path.parent), *(str(Path(d).resolve()) for d in include_dirs)]
+    key = _sha(_versions(), "json", str(path), path.read_text(), *(incs[1:]))
     final = cache_dir() / ("json-" + key[:32] + ".json")
     if final.exists():
         return json.loads(final.read_text())
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir()))
     try:
-        _run([FAUST, "-json", "-O", str(tmp), "-I", str(path.parent), str(path), "-o", "gen.cpp"], tmp, "faust -json")
+        iflags = [f for d in incs for f in ("-I", d)]
+        _run([FAUST, "-json", "-O", str(tmp), *iflags, str(path), "-o", "gen.cpp"], tmp, "faust -json")
         text = (tmp / (path.name + ".json")).read_text()
         tmp_file = tmp / "out.json"
         tmp_file.write_text(text)
@@ -492,11 +511,51 @@ def reference_info(source, *, double: bool = False, **build_kw) -> dict:
     return _info(build(source, double=double, **build_kw))
 
 
-def _param_args(params) -> list[str]:
+def _param_args(params, block_size: int = 256) -> list[str]:
+    """Driver arguments NAME VALUE for ``params``: a value is a number (set after init) or a
+    schedule ``[(offset, value), ...]`` of changes at sample offsets, each a multiple of
+    ``block_size`` (a value is applied before the compute() call of the block starting there)."""
     args = []
     for k, v in (params or {}).items():
-        args += [str(k), repr(float(v))]
+        if isinstance(v, (list, tuple)):
+            events = []
+            for ev in v:
+                try:
+                    off, val = ev
+                except (TypeError, ValueError):
+                    raise ValueError(f"parameter {k!r}: a schedule is a list of (offset, value) pairs, "
+                                     f"got {ev!r}") from None
+                if isinstance(off, bool) or not isinstance(off, (int, np.integer)) or off < 0:
+                    raise ValueError(f"parameter {k!r}: a schedule offset must be a sample index >= 0, "
+                                     f"got {off!r}")
+                if off % block_size:
+                    raise ValueError(f"parameter {k!r}: schedule offset {off} is not a multiple of the "
+                                     f"block size {block_size} (controls change between compute() calls)")
+                events.append((int(off), float(val)))
+            events.sort(key=lambda e: e[0])  # stable: the last of equal offsets wins
+            # an empty schedule leaves the widget at its init value (offset -1: never applied)
+            args += [str(k), ",".join(f"{o}:{val!r}" for o, val in events) or "-1:0"]
+        else:
+            args += [str(k), repr(float(v))]
     return args
+
+
+def _check_block_size(block_size) -> int:
+    if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
+        raise ValueError(f"block_size must be a whole number of samples >= 1, got {block_size!r}")
+    return int(block_size)
+
+
+def schedule_array(schedule, n: int, init: float) -> np.ndarray:
+    """The per-sample values (float64, (n,)) of a parameter following ``schedule``: a number
+    (constant) or ``[(offset, value), ...]`` changes at sample offsets, ``init`` before the first."""
+    a = np.full(n, float(init))
+    if isinstance(schedule, (list, tuple)):
+        for off, val in sorted(schedule, key=lambda e: e[0]):
+            a[int(off):] = float(val)
+    else:
+        a[:] = float(schedule)
+    return a
 
 
 def render_reference(source, n: int = 4096, x=None, params=None, double: bool = False,
@@ -505,7 +564,14 @@ def render_reference(source, n: int = 4096, x=None, params=None, double: bool = 
     """Render ``source`` with the real Faust compiler; float64 array (outputs, n).
 
     If ``x`` is an array with fewer samples than ``n`` the array length wins.
+    ``params``: {name: value}, where a value is a number (set after init) or a schedule
+    ``[(offset, value), ...]``: the widget takes ``value`` before the compute() call of the
+    block starting at sample ``offset`` (a multiple of ``block_size``, else ValueError), and
+    keeps its init value before the first change.  compute() is called per ``block_size``
+    samples, the last block being shorter when ``block_size`` does not divide ``n``.
     """
+    block_size = _check_block_size(block_size)
+    _param_args(params, block_size)  # ValueError before building
     prog = build(source, double=double, opt=opt, faust_args=faust_args,
                  include_dirs=include_dirs)
     return run_binary(prog, n=n, x=x, params=params, sample_rate=sample_rate, block_size=block_size)
@@ -515,11 +581,12 @@ def run_binary(prog: Path, n: int = 4096, x=None, params=None, sample_rate: int 
                block_size: int = 256, cls=None) -> np.ndarray:
     """Run a binary from ``build``, ``build_cpp`` or ``build_cpp_bundle`` (``cls``: which class
     of a bundle): float64 array (outputs, n)."""
+    block_size = _check_block_size(block_size)
+    args = _param_args(params, block_size)
     info = _info(prog, cls)
     xin = make_input(x, info["inputs"], n)
     n = xin.shape[1] if info["inputs"] else n
-    cmd = [str(prog), "run", str(int(sample_rate)), str(int(n)), str(int(block_size)),
-           *_param_args(params)]
+    cmd = [str(prog), "run", str(int(sample_rate)), str(int(n)), str(block_size), *args]
     p = subprocess.run(cmd, input=np.ascontiguousarray(xin, "<f8").tobytes(),
                        capture_output=True, timeout=300, env=_env(cls))
     if p.returncode == 6:
@@ -581,11 +648,13 @@ def bench_reference(source, n: int, x=None, params=None, *, reps: int = 5,
                     double: bool = False, sample_rate: int = 48000, block_size: int = 256,
                     opt: str = "-O3") -> list[float]:
     """Seconds of ``compute()`` for n samples, per repetition (after one warm-up)."""
+    block_size = _check_block_size(block_size)
+    args = _param_args(params, block_size)
     prog = build(source, double=double, opt=opt)
     info = _info(prog)
     xin = make_input(x, info["inputs"], n)
-    cmd = [str(prog), "bench", str(int(sample_rate)), str(int(n)), str(int(block_size)),
-           str(int(reps)), *_param_args(params)]
+    cmd = [str(prog), "bench", str(int(sample_rate)), str(int(n)), str(block_size),
+           str(int(reps)), *args]
     p = subprocess.run(cmd, input=np.ascontiguousarray(xin, "<f8").tobytes(),
                        capture_output=True, timeout=600)
     if p.returncode != 0:

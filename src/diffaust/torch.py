@@ -16,6 +16,16 @@ The forward pass runs the compiled program, the backward pass its compiled rever
 parameter at once.  Batch items run in parallel on a thread pool (the compiled code runs
 with the GIL released): no Python runs per sample.
 
+``ad`` ("auto", "forward" or "reverse") picks how the gradients are computed.  Reverse mode
+(the tape program forward, the adjoint program backward) gives them all.  Forward mode
+renders the outputs and their derivatives w.r.t. each ``[diff:1]`` parameter in one pass of
+the derivative program (`Dsp.render_jvp`); the backward pass is then a dot product per
+parameter, Σ ȳ·∂y/∂p: cheaper for a few parameters, but it gives gradients w.r.t. parameters
+that are constant over the block only — not w.r.t. ``x`` or a per-sample parameter.
+"auto" (the default) uses forward mode when nothing else asks for a gradient and the
+program has at most 2 ``[diff:1]`` parameters, or when, timed once on the module's first
+such batch (one item, each mode twice), it is the faster; else reverse mode.
+
 Parameters (`params`, a dict label -> tensor; a label, a path or a path suffix names a widget):
 
 * shape ``(batch,)`` (or a number / 0-d tensor, the same for every item): constant over the
@@ -76,12 +86,14 @@ class FaustModule(nn.Module):
     """A Faust program as an ``nn.Module``: ``forward(x, params) -> y``.
 
     FaustModule(program, *, sample_rate=48000, double=False, import_dirs=(), threads=None,
-                use_cache=True, bundled_only=False, nondiff=(), allow_native=False)
+                ad="auto", use_cache=True, bundled_only=False, nondiff=(), allow_native=False)
 
     program: Faust source text or a path to a .dsp file.
     double: run in float64 (tensors are converted; the output is float64) instead of float32.
     threads: batch items rendered at once (default ``os.cpu_count()``); ``module.threads``
         may be changed later.
+    ad: "auto", "forward" or "reverse": how gradients are computed (see the module's
+        docstring); ``module.ad`` may be changed later.
     The other options are those of `diffaust.compile`.
 
     Attributes: ``dsp`` (the compiled `Dsp`), ``inputs``, ``outputs``, ``params`` (every
@@ -90,7 +102,7 @@ class FaustModule(nn.Module):
     """
 
     def __init__(self, program, *, sample_rate: int = 48000, double: bool = False, import_dirs=(),
-                 threads: Optional[int] = None, **options):
+                 threads: Optional[int] = None, ad: str = "auto", **options):
         super().__init__()
         bad = sorted(set(options) - set(_COMPILE_OPTIONS))
         if bad:
@@ -102,6 +114,7 @@ class FaustModule(nn.Module):
                                     or threads < 1):
             raise UsageError(f"FaustModule: threads must be a whole number >= 1 (or None), got {threads!r}")
         self.threads = threads
+        self.ad = _check_ad(ad)
         self._setup()
 
     # ------------------------------------------------------------ state
@@ -113,6 +126,8 @@ class FaustModule(nn.Module):
         self._np_dtype = np.float64 if a["double"] else np.float32
         self._diff_params = [p for p in self.dsp.params if p.diff]  # compiled without forward mode
         self._variants = {(): self.dsp}
+        self._jvp_dsp = None  # the derivative program, for forward mode (compiled when first used)
+        self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._pool = None
@@ -120,7 +135,8 @@ class FaustModule(nn.Module):
 
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
-        for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype"):
+        for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
+                  "_jvp_dsp", "_ad_timed"):
             state.pop(k, None)
         return state
 
@@ -165,7 +181,46 @@ class FaustModule(nn.Module):
                                         sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
                                         varying=paths, **a["options"])
                     self._variants[paths] = v
+        v.block_size = self.dsp.block_size  # the module's blocks (Faust's `count`)
         return v
+
+    def _jvp(self):
+        """The derivative program (forward mode: outputs, then d output_o / d p_j in (o, j) order)."""
+        if self._jvp_dsp is None:
+            with self._lock:
+                if self._jvp_dsp is None:
+                    d, a = self.dsp, self._args
+                    self._jvp_dsp = _compile_source(d.source, d.filename, double=a["double"], diff=True,
+                                                    sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
+                                                    **a["options"])
+        return self._jvp_dsp
+
+    def _choose_ad(self, eligible: bool, why: str, trial) -> str:
+        """forward or reverse for one batch (see the module's docstring); `why`: what rules
+        forward mode out when not `eligible`; trial(mode): one item's forward and backward."""
+        ad = _check_ad(self.ad)
+        if ad == "reverse":
+            return "reverse"
+        if not eligible:
+            if ad == "forward":
+                raise UsageError(f"ad='forward' gives gradients w.r.t. parameters constant over the block only, "
+                                 f"but {why}: use ad='reverse' (or 'auto')")
+            return "reverse"
+        if ad == "forward" or len(self._diff_params) <= 2:
+            return "forward"
+        if self._ad_timed is None:
+            import time
+
+            best = {}
+            for mode in ("forward", "reverse"):
+                ts = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    trial(mode)
+                    ts.append(time.perf_counter() - t0)
+                best[mode] = min(ts)
+            self._ad_timed = min(best, key=best.get)
+        return self._ad_timed
 
     def _executor(self, jobs: int):
         """(pool or None, workers to use) for `jobs` batch items."""
@@ -344,6 +399,15 @@ class _Spec:
         self.const, self.vary = const, vary
 
 
+AD_MODES = ("auto", "forward", "reverse")
+
+
+def _check_ad(ad) -> str:
+    if ad not in AD_MODES:
+        raise UsageError(f"FaustModule: ad must be one of {', '.join(AD_MODES)}, got {ad!r}")
+    return ad
+
+
 def _to_numpy(t: torch.Tensor, dtype) -> np.ndarray:
     return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
 
@@ -371,9 +435,32 @@ class _FaustFunction(torch.autograd.Function):
 
         vpaths = [p.path for p in spec.vary]
 
-        # a gradient will be asked: the forward pass is reverse mode's tape pass (its tape kept
-        # for the backward pass, which then runs the adjoint program alone)
+        # a gradient will be asked: the forward pass is forward mode's derivative program (the
+        # derivatives kept for the backward pass's dot products) or reverse mode's tape pass
+        # (its tape kept for the backward pass, which then runs the adjoint program alone)
         keep = any(ctx.needs_input_grad[1:])
+        need = ctx.needs_input_grad
+        ctx.jvp = None
+        if keep:
+            why = ("x requires grad" if need[1] else
+                   "a per-sample parameter requires grad" if any(need[2 + nc:]) else
+                   "a parameter is given per sample" if spec.vary else "")
+            mode = m._choose_ad(not why, why, lambda mode: _trial(m, v, mode, x2[0], n, cpaths, cvals[0]))
+            if mode == "forward":
+                fd = m._jvp()
+                O, P = fd.primal_outputs, len(fd.diff_params)
+                buf = np.empty((B, O * (1 + P), n), dtype=npdt)
+
+                def render_jvp(b):
+                    inst = m._instance(fd)
+                    for k, path in enumerate(cpaths):
+                        inst.set_param(path, cvals[b, k])
+                    inst.compute(x2[b], n, out=buf[b])
+                    out[b] = buf[b, :O]
+
+                m._map(render_jvp, B)
+                ctx.jvp = (buf, O, [p.path for p in fd.diff_params])
+                keep = False
         runs = [None] * B
         rev = v.reverse() if keep else None  # compiled once, here, not in every thread
 
@@ -391,7 +478,8 @@ class _FaustFunction(torch.autograd.Function):
                 inst.set_param(path, 0.0)
             inst.compute(x2[b], n, out=out[b])
 
-        m._map(render, B)
+        if ctx.jvp is None:
+            m._map(render, B)
         ctx.runs = runs if keep else None
         ctx.spec = spec
         ctx.x2, ctx.cvals = x2, cvals
@@ -419,6 +507,27 @@ class _FaustFunction(torch.autograd.Function):
         cpaths = [p.path for p in spec.const]
         want_c = [need[2 + k] for k in range(nc)]
 
+        if ctx.jvp is not None:  # forward mode: dL/dp_j = Σ_o Σ_n ȳ_o[n]·∂y_o[n]/∂p_j
+            from .runtime.kernels import pgrad
+
+            buf, O, dpaths = ctx.jvp
+            P = len(dpaths)
+            pick = [(k, dpaths.index(path)) for k, path in enumerate(cpaths) if want_c[k]]
+
+            def grad_jvp(b):
+                for o in range(O):
+                    s = pgrad(np.ascontiguousarray(ybar[b, o], dtype=np.float64), buf[b, O + o * P:O + (o + 1) * P])
+                    for k, j in pick:
+                        gc[b, k] += s[j]
+
+            m._map(grad_jvp, B)
+            dts = ctx.in_dtypes
+            res = [None, None]
+            for k in range(nc):
+                res.append(torch.from_numpy(gc[:, k].copy()).to(*reversed(dts[1 + k])) if need[2 + k] else None)
+            res.extend([None] * nv)
+            return tuple(res)
+
         zeros = {p.path: 0.0 for p in spec.vary}  # the variant reads widget + input: the widget at 0
 
         runs = ctx.runs
@@ -445,3 +554,23 @@ class _FaustFunction(torch.autograd.Function):
         for k in range(nv):
             res.append(torch.from_numpy(gx[:, I + k]).to(*reversed(dts[1 + nc + k])) if need[2 + nc + k] else None)
         return tuple(res)
+
+
+def _trial(m, v, mode: str, x, n: int, cpaths, cvals) -> None:
+    """One batch item's forward and backward pass in `mode` (auto's timing)."""
+    values = {path: float(cvals[k]) for k, path in enumerate(cpaths)}
+    if mode == "forward":
+        fd = m._jvp()
+        inst = m._instance(fd)
+        for path, val in values.items():
+            inst.set_param(path, val)
+        y = inst.compute(x, n)
+        from .runtime.kernels import pgrad
+
+        O, P = fd.primal_outputs, len(fd.diff_params)
+        for o in range(O):
+            pgrad(np.ones(n), y[O + o * P:O + (o + 1) * P])
+        return
+    rev = v.reverse()
+    run = rev.forward(x, n, values)
+    rev.backward(run, np.ones_like(run.y))

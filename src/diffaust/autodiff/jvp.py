@@ -320,16 +320,27 @@ def remake(n: Sig, args: tuple) -> Sig:
     return mk(n.op, n.attr, args)
 
 
+# ops that keep state from one sample to the next and whose tangent is the same op on the
+# tangents (a delay line of x' beside the line of x...): the tangent's state must run
+# whenever the primal's does (see `jvp_program`'s partners)
+STATEFUL_TANGENTS = ("delay", "prefix", "rwtable")
+
+
 def jvp_program(outputs, variables, trace: list | None = None, nondiff=frozenset(),
-                warnings: list | None = None) -> list:
+                warnings: list | None = None, partners: dict | None = None) -> list:
     """d out_o / d p for each output o, for each variable p: a list (outputs) of lists (variables).
 
-    nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``)."""
+    nondiff: C names of ffunctions whose derivative is taken to be 0 (``--nondiff``).
+    partners: filled, if given, with {primal node: [its tangent nodes]} for the nodes of
+    STATEFUL_TANGENTS: a tangent's delay line must be written whenever its primal's is, even
+    where the primal runs for a use whose derivative is 0 (a comparison) and the tangent is
+    read only under a `control` (codegen/schedule.py `conditions`; tangent recursions are
+    tied to theirs by name)."""
     with B.paused_gc():
-        return _jvp_program(outputs, variables, trace, nondiff, warnings)
+        return _jvp_program(outputs, variables, trace, nondiff, warnings, partners)
 
 
-def _jvp_program(outputs, variables, trace, nondiff, warnings) -> list:
+def _jvp_program(outputs, variables, trace, nondiff, warnings, partners=None) -> list:
     result = [[None] * len(variables) for _ in outputs]
     order = walk(outputs)
     groups = {n.attr: n for n in order if n.op == "rec"}
@@ -343,6 +354,12 @@ def _jvp_program(outputs, variables, trace, nondiff, warnings) -> list:
                       fractional=fractional)
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
+        if partners is not None:
+            for n in order:
+                if n.op in STATEFUL_TANGENTS:
+                    d = t.memo.get(n)
+                    if d is not None and d.op == n.op:
+                        partners.setdefault(n, []).append(d)
         if trace is not None:
             from ..signals.printer import format_sig
 

@@ -27,6 +27,12 @@ the same passes (typing, scheduling, LLVM) as any other:
   rwtable(gen, w, v, r)            backward, ū is added to the cell read (r), and v̄ is what the
                                    written cell (w) holds then, the cell emptied (`rwtable_bar`);
                                    content from init depending on a parameter: DerivativeError
+  control(x, c) / enable           (x's statements run under c, the value held while c is 0)
+                                   when x's statements under c hold no state: rewritten first
+                                   as the hold recursion y = c ? x : y@1 (the same values),
+                                   transposed as any recursion; when they do (a recursion, a
+                                   delay, a table, a waveform frozen while c is 0) and a
+                                   cotangent flows through x: DerivativeError (`_hold_controls`)
 
 Recursion.  A group g (bodies b_j, outputs y_j) reads its outputs through
 r = proj(j, recvar g) under delays d ≥ 1.  Its adjoint is a group ḡ of reversed time
@@ -88,6 +94,9 @@ class Adjoint:
     n_inputs: int
     variables: list
     max_back: int = 0
+    # the primal outputs as transposed (control(x, c) as a hold recursion, `_hold_controls`):
+    # what the tape program computes beside the tape
+    primal: list = None
 
     @property
     def inputs(self) -> int:
@@ -98,7 +107,50 @@ def vjp_program(outputs, variables, n_inputs: int, nondiff=frozenset(), warnings
     """The adjoint program of `outputs` with respect to `variables` (control signals) and
     the program's `n_inputs` inputs (see the module's docstring)."""
     with B.paused_gc():
-        return _Transposer(outputs, variables, n_inputs, nondiff, warnings).run()
+        primal = _hold_controls(list(outputs), variables, n_inputs)
+        adj = _Transposer(primal, variables, n_inputs, nondiff, warnings).run()
+        adj.primal = primal
+        return adj
+
+
+# what holds state from one sample to the next (frozen while a control's condition is 0)
+_STATEFUL = frozenset(("rec", "proj", "recvar", "delay", "prefix", "rwtable", "waveform"))
+
+
+def _hold_controls(outputs: list, variables, n_inputs: int) -> list:
+    """`outputs` with each control(x, c) that a cotangent flows through (x depends on a
+    variable or an input) rewritten as the hold recursion y = c != 0 ? x : y@1
+    (signals/propagate.py: hold), the same values when nothing x computes under c keeps
+    state; otherwise DerivativeError: frozen state under a condition has no adjoint here."""
+    from ..codegen.schedule import TRUE, conditions, is_control
+    from ..signals.propagate import hold
+    from .jvp import remake
+
+    cond = conditions(outputs)
+    if not cond:
+        return outputs
+    order = walk(outputs)
+    active = dependence(order, list(variables) + [input_(i) for i in range(n_inputs)])
+    names = {n.attr for n in order if n.op == "rec"}
+    memo: dict = {}
+    k = 0
+    for n in order:
+        new_args = tuple(memo.get(a, a) for a in n.args)
+        m = n if all(a is b for a, b in zip(new_args, n.args)) else remake(n, new_args)
+        if is_control(n) and active.get(n.args[0]):
+            for u in walk(list(n.args)):
+                if u.op in _STATEFUL and cond.get(u, TRUE) != TRUE:
+                    raise DerivativeError(
+                        "reverse mode: control/enable of a computation that keeps state (a recursion, "
+                        "a delay, a table or a waveform: Faust freezes it while the condition is 0) "
+                        "is not supported; use forward mode (--ad forward, render_jvp)")
+            while f"H{k}" in names:
+                k += 1
+            names.add(f"H{k}")
+            m = hold(new_args[0], new_args[1], f"H{k}")
+        if m is not n:
+            memo[n] = m
+    return [memo.get(o, o) for o in outputs]
 
 
 def _sum(terms) -> Sig:

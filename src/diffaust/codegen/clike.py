@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..primitives.table import PRIMITIVES
 from .schedule import (
-    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output,
+    Accumulate, Call, Cast, Const, Fill, If, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output,
     Store, StoreAt, Var,
 )
 
@@ -55,15 +55,16 @@ def _line(prog, name):
     raise KeyError(name)
 
 
-def stmts(lst, prog, indent) -> list:
+def stmts(lst, prog, indent, declared=frozenset()) -> list:
+    """Statements as C-like lines; `declared`: variables declared already (set in an `if`)."""
     out = []
     pad = " " * indent
     R = _real(prog)
     for s in lst:
         t = type(s)
         if t is Let:
-            ty = "int" if s.var.nature == "int" else R
-            out.append(f"{pad}{ty} {s.var.name} = {expr(s.expr, prog)};")
+            ty = "" if s.var.name in declared else ("int " if s.var.nature == "int" else R + " ")
+            out.append(f"{pad}{ty}{s.var.name} = {expr(s.expr, prog)};")
         elif t is Store:
             out.append(f"{pad}{s.slot} = {expr(s.expr, prog)};")
         elif t is Accumulate:
@@ -82,6 +83,15 @@ def stmts(lst, prog, indent) -> list:
                 out.append(f"{pad}{s.line}[1] = {s.line}[0];")
         elif t is Output:
             out.append(f"{pad}output{s.index}[i0] = FAUSTFLOAT({expr(s.expr, prog)});")
+        elif t is If:
+            # variables set in the block are declared before it (a later block with the same
+            # condition may read them)
+            lets = [x for x in s.body if type(x) is Let]
+            for x in lets:
+                out.append(f"{pad}{'int' if x.var.nature == 'int' else R} {x.var.name};")
+            out.append(f"{pad}if ({expr(s.cond, prog)}) {{")
+            out += stmts(s.body, prog, indent + 4, {x.var.name for x in lets})
+            out.append(f"{pad}}}")
         elif t is Fill:
             out.append(f"{pad}// fill {s.slot}[{s.size}]")
             out.append(f"{pad}for (int i0 = 0; i0 < {s.size}; i0 = i0 + 1) {{")

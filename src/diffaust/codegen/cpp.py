@@ -39,7 +39,7 @@ from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES, missing_rule
 from ..signals.propagate import parse_label
 from .schedule import (
-    Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Call, Cast, Const, Fill, If, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
 )
 
@@ -172,6 +172,7 @@ class _Emitter:
         self.slots = {s.name: s for s in prog.slots}
         self.helpers: set = set()
         self.names: dict = {}
+        self.declared: set = set()  # variables set in `if` blocks (declared before the block)
         # ring buffer indices no ring buffer reads (their increments were dropped by the scheduler)
         used = {line.iota for line in prog.lines.values() if not line.is_scalar}
         self.dead = {s.name for s in prog.slots if s.kind == "iota" and s.name not in used}
@@ -322,7 +323,21 @@ class _Emitter:
         for st in lst:
             t = type(st)
             if t is Let:
-                out.append(f"{pad}{self.ty(st.var.nature)} {self.name(st.var.name)} = {self.expr(st.expr, ctx)};")
+                if st.var.name in self.declared:  # set in an `if` block, declared before it
+                    out.append(f"{pad}{self.name(st.var.name)} = {self.expr(st.expr, ctx)};")
+                else:
+                    out.append(f"{pad}{self.ty(st.var.nature)} {self.name(st.var.name)} = {self.expr(st.expr, ctx)};")
+            elif t is If:
+                # Faust's `if (c) {...}` of control/enable; its variables are declared before it
+                # (a later block under the same condition may read them)
+                for x in st.body:
+                    if type(x) is Let:
+                        zero = "0" if x.var.nature == "int" else self.real_literal(0.0)
+                        out.append(f"{pad}{self.ty(x.var.nature)} {self.name(x.var.name)} = {zero};")
+                        self.declared.add(x.var.name)
+                out.append(f"{pad}if ({self.expr(st.cond, ctx)}) {{")
+                out += self.stmts(st.body, ctx, pad + "    ")
+                out.append(f"{pad}}}")
             elif t is Store:
                 s = self.slots.get(st.slot)
                 if s is None:
@@ -475,6 +490,7 @@ def emit_cpp(program: Program, class_name: str = "mydsp", meta: dict | None = No
     em = _Emitter(prog, class_name)
     R = em.R
     writes = {st.slot for st in prog.sample if isinstance(st, StoreAt)}
+    writes |= {x.slot for st in prog.sample if isinstance(st, If) for x in st.body if isinstance(x, StoreAt)}
 
     # ---- sections (emitted first: they decide which helpers are used)
     consts = ["        fSamplingFreq = sample_rate;"] if "fSamplingFreq" in em.slots else []

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES, missing_rule
 from .schedule import (
-    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Accumulate, Call, Cast, Const, Fill, If, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
 )
 
@@ -168,6 +168,9 @@ class _Machine:
                     self.mem[st.line][0] = self.ev(st.expr, env)
             elif t is Output:
                 env["y"][st.index][env["i"]] = self.ev(st.expr, env)
+            elif t is If:
+                if self.ev(st.cond, env):
+                    self.run(st.body, env)
             elif t is Fill:
                 for name in st.clear:
                     self.mem[name][:] = 0

@@ -27,7 +27,7 @@ from ..primitives.foreign import FOREIGN
 from ..primitives.table import PRIMITIVES, libm_symbols, missing_rule
 from ..signals.build import paused_gc
 from .schedule import (
-    Accumulate, Call, Cast, Const, Fill, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
+    Accumulate, Call, Cast, Const, Fill, If, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op,
     Output, Program, Store, StoreAt, Var,
 )
 
@@ -447,8 +447,41 @@ class _Lower:
                 b.store(v, p)
             elif t is Fill:
                 self.fill(b, st, env)
+            elif t is If:
+                self.if_block(b, st, env)
             else:
                 raise DiffaustError(f"llvm backend: cannot lower statement {t.__name__}")
+
+    def if_block(self, b, st: If, env):
+        """`if (cond) { body }` (control / enable, codegen/schedule.py): the body in a block of
+        its own; a variable it sets is, after it, a phi (undefined where the block did not
+        run: only statements under the same condition read it).  Values that lowering caches
+        on first use (a chunk's channel pointers and scratch loads) and that were first made
+        inside the block are forgotten after it: they would not dominate later uses."""
+        cond = self.expr(b, st.cond, env)
+        fn = env["fn"]
+        then = fn.append_basic_block("if")
+        done = fn.append_basic_block("endif")
+        b.cbranch(b.icmp_signed("!=", cond, ir.Constant(cond.type, 0)), then, done)
+        before = b.block
+        keys = set(env.keys())
+        pointers = [(p, dict(p.loaded)) for p in (env.get("in"), env.get("out")) if isinstance(p, _Pointers)]
+        b.position_at_end(then)
+        self.stmts(b, st.body, env)
+        end = b.block
+        b.branch(done)
+        b.position_at_end(done)
+        lets = {x.var.name for x in st.body if type(x) is Let}
+        for name in lets:
+            v = env[name]
+            phi = b.phi(v.type, name=name)
+            phi.add_incoming(v, end)
+            phi.add_incoming(ir.Constant(v.type, ir.Undefined), before)
+            env[name] = phi
+        for k in set(env.keys()) - keys - lets:
+            del env[k]
+        for p, loaded in pointers:
+            p.loaded = loaded
 
     def io_index(self, b, env):
         """The buffer index of the current sample: i, or count-1-i for a program whose
@@ -651,9 +684,10 @@ class _Lower:
         chunks = cut(sample, weights)
         defined, last_read = {}, {}  # var -> its chunk; line -> the last chunk reading it
         for k, chunk in enumerate(chunks):
-            for st in chunk:
+            for st in _flat(chunk):
                 if isinstance(st, Let):
                     defined[st.var.name] = k
+            for st in chunk:
                 for line in scan[id(st)].lines:
                     last_read[line] = k
         rest = []
@@ -682,7 +716,7 @@ class _Lower:
         results."""
         scan = self.scan
         written = set()
-        for st in sample + post:
+        for st in _flat(sample + post):
             if isinstance(st, (Store, StoreAt, Accumulate)):
                 written.add(st.slot)
 
@@ -744,6 +778,7 @@ class _Lower:
             names = set()
             for st in chunk:
                 names |= self.scan[id(st)].names
+            for st in _flat(chunk):
                 if isinstance(st, Let):
                     defined[st.var.name] = k
                     natures[st.var.name] = st.var.nature
@@ -816,6 +851,9 @@ class _Lower:
                 elif isinstance(x, (LineWrite, LineCommit)) and not in_loop:
                     bad.add(x.line)
 
+        for st in list(self.prog.sample) + list(self.prog.post):
+            if isinstance(st, If):  # written under a condition: frozen with it, not shifted every sample
+                bad.update(x.line for x in st.body if isinstance(x, (LineWrite, LineCommit)))
         walk(self.prog.init, False)  # table generators (Fill) have lines of their own
         walk(self.prog.block, False)
         seen.clear()
@@ -866,6 +904,15 @@ class _Lower:
 
         shift_back.lines = lines
         return shift_back
+
+
+def _flat(stmts):
+    """The statements of a list, those inside `If` blocks included."""
+    for st in stmts:
+        if type(st) is If:
+            yield from st.body
+        else:
+            yield st
 
 
 def build_module(prog: Program, sym: str) -> ir.Module:

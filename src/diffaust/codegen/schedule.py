@@ -13,8 +13,18 @@ buffers indexed by IOTA (written when x is computed).  A read that is at least
 one sample back does not need x computed first: that is what makes recursion
 schedulable.  A recursive group computes all its bodies, then its outputs.
 
+Conditions (control / enable): `conditions` annotates every signal with when it is
+needed (Faust's conditionAnnotation: a disjunction of conjunctions of `c != 0`); the
+statements of a signal needed under a condition, in `sample` and `post` alike (its
+value, a recursion's values, a line's write and commit, a waveform's index, a prefix's
+state), are emitted into an `If` block (consecutive statements under the same condition
+share one).  A value read outside its block goes through a state slot holding its last
+computed value (`_Scheduler.seen_from_here`): what a control outputs while its condition
+is 0.  A short ring line of a conditioned signal advances its own IOTA under the
+condition (Faust's shift registers freeze whole).  Backends lower `If` as a branch.
+
 The IR is small dataclasses; `clike.format_schedule` prints it, `llvm` and
-`interp` run it.
+`interp` run it, `cpp` exports it.
 """
 
 from __future__ import annotations
@@ -156,6 +166,20 @@ class Output:
 
 
 @dataclass
+class If:
+    """Run `body` only when `cond` (an int expression) is not 0: the statements of the
+    signals that only a `control(x, c)` / `enable(x, c)` uses, as Faust's `if (c) {...}`
+    (their state freezes while c is 0).  `guard` is the condition as the scheduler knows it
+    (a DNF of condition signals, see `conditions`); backends read `cond` only.  A variable
+    defined in `body` may be read by a later statement guarded by the same condition
+    (another `If` with an equal `guard`); anything else reads it through a slot."""
+
+    cond: object
+    body: list
+    guard: object = None
+
+
+@dataclass
 class Fill:
     """Fill table `slot` (size entries) by running a generator program `size` samples."""
 
@@ -241,20 +265,175 @@ class Program:
         self._index = {s.name: s for s in self.slots}
 
 
+# ---------------------------------------------------------------- execution conditions
+
+# A condition is a disjunction of conjunctions of condition signals (Faust's DNF): a
+# frozenset of terms, each a frozenset of signals c (true when every c != 0).  TRUE is one
+# empty term; a term that contains another is absorbed by it (c1 | (c1 & c2) = c1).
+TRUE = frozenset([frozenset()])
+
+# Faust keeps a line whose largest delay is below this (-mcd, 16) as a shift register (frozen
+# with its signal's condition, read in place); longer lines are rings on the global IOTA
+MAX_COPY_DELAY = 16
+
+
+def _absorb(terms: frozenset) -> frozenset:
+    if len(terms) <= 1:
+        return terms
+    return frozenset(t for t in terms if not any(u < t for u in terms))
+
+
+def dnf_or(a: frozenset, b: frozenset) -> frozenset:
+    return a if a == b else _absorb(a | b)
+
+
+def dnf_and(a: frozenset, atom: Sig) -> frozenset:
+    return _absorb(frozenset(t | {atom} for t in a))
+
+
+def is_control(s: Sig) -> bool:
+    """A `control(x, c)` node (enable(x, c) is control(x·c, c))."""
+    return s.op == "prim" and s.attr == "control"
+
+
+def conditions(outputs, partners: dict | None = None) -> dict:
+    """{node: condition} for every node reachable from `outputs`: when its value is needed
+    (Faust's conditionAnnotation).  An output is needed always (TRUE); a node's arguments
+    are needed when it is, except `control(x, c)`'s x, needed when it is and c != 0; a node
+    used in several places is needed when any of them is (the disjunction).  A feedback
+    reference proj(i, recvar v) counts as a use of proj(i, g) of each group g named v, and
+    the groups of one name (computed once) share their condition; a table's generator is
+    computed at init (never conditioned).  {} when the program has no `control`: everything
+    is computed every sample.
+
+    Forward mode's tangent group of a group v (autodiff/jvp.py names it v_dK) is computed
+    whenever v is (its state runs and freezes with v's), even where only a control uses
+    it: v may run every sample for a use whose derivative is 0 (a comparison).  So are the
+    tangents of a delay, prefix or rwtable (`partners`: {primal node: [tangent nodes]},
+    from `jvp_program`): the tangent's line is written whenever the primal's is."""
+    import re
+
+    from ..signals.nodes import proj, walk
+
+    order = walk(outputs)
+    if not any(is_control(n) for n in order):
+        return {}
+    partners = partners or {}
+    groups: dict = {}
+    for n in order:
+        if n.op == "rec":
+            groups.setdefault(n.attr, []).append(n)
+    tangents: dict = {}  # group name -> its tangent groups
+    for name, gs in groups.items():
+        m = re.fullmatch(r"(.+)_d\d+", name)
+        if m and m.group(1) in groups:
+            tangents.setdefault(m.group(1), []).extend(gs)
+
+    def uses(n, nc):
+        """(argument, condition) of n's uses of other nodes when n is needed under nc; the
+        references that lead back up (to a group, to another group of the same name or to
+        a tangent group) are in `extra`."""
+        op = n.op
+        if op == "prim" and n.attr == "control":
+            x, c = n.args
+            return ((c, nc), (x, dnf_and(nc, c))), ()
+        if op == "proj" and n.args[0].op == "recvar":
+            return ((a, nc) for a in n.args), [(proj(n.attr, g), nc) for g in groups.get(n.args[0].attr, ())]
+        if op == "rec":
+            return ((a, nc) for a in n.args), [(g, nc) for g in groups.get(n.attr, ()) if g is not n] \
+                + [(g, nc) for g in tangents.get(n.attr, ())]
+        if op in ("delay", "prefix", "rwtable") and n in partners:
+            direct, _ = uses_plain(n, nc)
+            return direct, [(p, nc) for p in partners[n]]
+        return uses_plain(n, nc)
+
+    def uses_plain(n, nc):
+        op = n.op
+        if op == "rdtable":
+            return ((n.args[1], nc),), ()
+        if op == "rwtable":
+            return ((a, nc) for a in n.args[1:]), ()
+        return ((a, nc) for a in n.args), ()
+
+    # parents before children (each node once: its condition is complete when its turn
+    # comes), then what the references back up add, until nothing changes
+    cond: dict = {o: TRUE for o in outputs}
+    back = []
+    for n in reversed(order):
+        nc = cond.get(n)
+        if nc is None:
+            continue
+        direct, extra = uses(n, nc)
+        for a, ac in direct:
+            cc = cond.get(a)
+            cond[a] = ac if cc is None else dnf_or(cc, ac)
+        back.extend(extra)
+    stack = back[::-1]
+    while stack:
+        n, nc = stack.pop()
+        cc = cond.get(n)
+        if cc is not None:
+            xc = dnf_or(cc, nc)
+            if xc == cc:
+                continue
+            nc = xc
+        cond[n] = nc
+        direct, extra = uses(n, nc)
+        stack.extend(direct)
+        stack.extend(extra)
+    return cond
+
+
+class _Section(list):
+    """A statement list of the sample loop (`sample` or `post`) that puts what is appended
+    under the scheduler's current condition (`_Scheduler.ctx`): consecutive statements with
+    the same condition share one `If`."""
+
+    def __init__(self, sch):
+        super().__init__()
+        self.sch = sch
+
+    def append(self, st):
+        sch = self.sch
+        g = sch.ctx
+        if g == TRUE:
+            list.append(self, st)
+            return
+        cond = sch.guard_expr(g)  # may compile condition signals (appended first)
+        last = self[-1] if self else None
+        if isinstance(last, If) and last.guard == g:
+            body = last.body
+        else:
+            body = []
+            list.append(self, If(cond, body, g))
+        body.append(st)
+        if isinstance(st, Let):
+            sch.var_guard[st.var.name] = (g, body, st)
+
+
 # ---------------------------------------------------------------- the scheduler
 
 
 class _Scheduler:
     """Compiles signals into one loop (the main program, or a table generator)."""
 
-    def __init__(self, prog: Program, types: Types, prefix: str, main: bool):
+    def __init__(self, prog: Program, types: Types, prefix: str, main: bool, cond: dict | None = None):
         self.prog = prog
         self.t = types
         self.prefix = prefix
         self.main = main
         self.memo: dict = {}
-        self.sample: list = []
-        self.post: list = []
+        # execution conditions (`conditions`; {}: none, everything every sample), the one of
+        # what is being compiled, and the variables defined under a condition:
+        # name -> (condition, the If body holding its Let, the Let)
+        self.cond = cond or {}
+        self.ctx = TRUE
+        self.var_guard: dict = {}
+        self.guards: dict = {}  # condition -> its int expression
+        self.perms: dict = {}   # variable name -> the slot keeping its last value
+        self.line_guard: dict = {}  # line name -> condition of its signal (when not TRUE)
+        self.sample: list = _Section(self)
+        self.post: list = _Section(self)
         self.pending: list = []
         self.written: set = set()
         self.busy: set = set()
@@ -319,17 +498,110 @@ class _Scheduler:
     # -- the main recursion
     def compile(self, s: Sig):
         r = self.memo.get(s)
-        if r is not None:
-            return r
-        if s in self.busy:
-            raise FaustTypeError("recursion without delay: a signal depends on its own current value")
-        self.busy.add(s)
-        try:
-            r = self._compile(s)
-        finally:
-            self.busy.discard(s)
-        self.memo[s] = r
+        if r is None:
+            if s in self.busy:
+                raise FaustTypeError("recursion without delay: a signal depends on its own current value")
+            self.busy.add(s)
+            saved = self.ctx
+            if self.cond:
+                self.ctx = self.cond.get(s, saved)
+            try:
+                r = self._compile(s)
+            finally:
+                self.busy.discard(s)
+                self.ctx = saved
+            self.memo[s] = r
+        if self.var_guard and type(r) is Var:
+            return self.seen_from_here(r)
         return r
+
+    # -- execution conditions (control / enable)
+    def seen_from_here(self, v: Var):
+        """v as the statement being compiled reads it: v itself when v was computed under
+        the same condition (or none); else through a slot that keeps v's last computed value
+        (Faust's fTempPerm): v's own statements may not have run this sample (the value a
+        `control` holds while its condition is off), and a value computed in one `If` is not
+        a variable of another statement."""
+        home = self.var_guard.get(v.name)
+        if home is None or home[0] == self.ctx:
+            return v
+        slot = self.perms.get(v.name)
+        if slot is None:
+            slot = self.perms[v.name] = self.new_slot("iPerm" if v.nature == "int" else "fPerm", v.nature)
+            _, body, let = home
+            at = next(k for k, st in enumerate(body) if st is let)
+            body.insert(at + 1, Store(slot, v))
+        return Load(slot, v.nature)
+
+    def guard_expr(self, g: frozenset):
+        """The int expression of condition g: (c1 != 0 & c2 != 0) | ... (evaluated outside
+        every If: it reads the condition signals as seen from there)."""
+        e = self.guards.get(g)
+        if e is not None:
+            return e
+        saved, self.ctx = self.ctx, TRUE
+        try:
+            terms = []
+            for term in sorted(g, key=lambda t: sorted(c.serial for c in t)):
+                atoms = []
+                for c in sorted(term, key=lambda c: c.serial):
+                    nat = self.t.nature[c]
+                    atoms.append(Op("!=", (self.compile(c), Const(nat, 0.0 if nat == "real" else 0)), "int"))
+                e = atoms[0]
+                for a in atoms[1:]:
+                    e = Op("&", (e, a), "int")
+                terms.append(e)
+            e = terms[0]
+            for t in terms[1:]:
+                e = Op("|", (e, t), "int")
+        finally:
+            self.ctx = saved
+        self.guards[g] = e
+        return e
+
+    def _control(self, s: Sig):
+        """control(x, c): x's statements run under c (their condition, `conditions`); the
+        value is x as seen from here (`seen_from_here`: held while c is 0), except what
+        Faust reads in place, without a variable: a value computed outside the sample loop
+        (constant, widget: x itself, whatever c) and a read at a constant delay of a short
+        line (below MAX_COPY_DELAY: the line as it is now, frozen if its signal is)."""
+        x, c = s.args
+        self.compile(c)
+        e = self.compile(x)
+        if x.op == "delay" and x.args[1].op == "const" and self.t.rate[x] == "sample":
+            src = self._closed(x.args[0])
+            line = self.prog.lines.get((self.prefix, src))
+            if line is not None and self._faust_max_delay(src) < MAX_COPY_DELAY:
+                return LineRead(line.name, Const("int", int(x.args[1].attr[1])), line.nature)
+        return e
+
+    def _faust_max_delay(self, x: Sig) -> int:
+        """The largest delay at which the program reads x (what sizes Faust's line of x)."""
+        table = getattr(self, "_maxd", None)
+        if table is None:
+            table = self._maxd = {}
+            for n in self.cond:
+                if n.op == "delay":
+                    k = self._closed(n.args[0])
+                    hi = self.t.interval.get(n.args[1], (0, 0))[1]
+                    table[k] = max(table.get(k, 0), int(hi) if math.isfinite(hi) else MAX_COPY_DELAY)
+        return table.get(x, 0)
+
+    def _freeze_short_lines(self):
+        """A ring line of a conditioned signal that Faust keeps as a shift register (below
+        MAX_COPY_DELAY) freezes with it: its own IOTA, advanced under the signal's condition.
+        (Longer lines are on the global IOTA, which always advances, as Faust's.)"""
+        for line in list(self.prog.lines.values()):
+            g = self.line_guard.get(line.name)
+            if g is None or line.is_scalar or line.iota != self.iota or line.max_delay >= MAX_COPY_DELAY:
+                continue
+            line.iota = self.new_slot("IOTA_", "int", kind="iota")
+            self.prog.iotas.append(line.iota)
+            saved, self.ctx = self.ctx, g
+            try:
+                self.post.append(Store(line.iota, Op("+", (Load(line.iota, "int"), Const("int", 1)), "int")))
+            finally:
+                self.ctx = saved
 
     def _compile(self, s: Sig):
         """The expression of s's value: the `schedule` rule of its op (signals/ops.py), which
@@ -460,35 +732,53 @@ class _Scheduler:
     def _ensure_written(self, x: Sig, line: Line):
         if line.name in self.written:
             return
-        e = self.compile(x)
-        if line.name in self.written:
-            return
-        self.written.add(line.name)
-        self.sample.append(LineWrite(line.name, e))
-        self.post.append(LineCommit(line.name, e))
+        saved = self.ctx
+        if self.cond:  # a line is written where (and when) its signal is computed
+            self.ctx = self.cond.get(x, saved)
+        try:
+            e = self.compile(x)
+            if line.name in self.written:
+                return
+            self.written.add(line.name)
+            if self.ctx != TRUE:
+                self.line_guard[line.name] = self.ctx
+            self.sample.append(LineWrite(line.name, e))
+            self.post.append(LineCommit(line.name, e))
+        finally:
+            self.ctx = saved
 
     # -- recursion
     def _proj(self, s: Sig):
         s = self._closed(s)
         g = s.args[0]
-        vals = self.done_groups.get(g)
+        # keyed by the group's name: one recursion, whether closed or still open inside an
+        # enclosing group's bodies (a nested group rebuilt when forward mode closes the outer
+        # recursion), is computed once per sample; its state is keyed by name too (_closed)
+        key = ("group", g.attr)
+        vals = self.done_groups.get(key)
         if vals is None:
-            if g in self.busy:
+            if key in self.busy:
                 raise FaustTypeError("recursion without delay: a recursive definition uses its own "
                                      "current value (each ~ adds one sample of delay; check the loop)")
-            self.busy.add(g)
+            self.busy.add(key)
+            saved = self.ctx
+            if self.cond:  # a group is computed when any of its outputs is needed
+                self.ctx = self.cond.get(g, saved)
             try:
                 exprs = [self.compile(b) for b in g.args]
+                vals = []
+                for i, (b, e) in enumerate(zip(g.args, exprs)):
+                    nat = self.t.nature[self._proj_node(g, i)]
+                    e = self.conv(e, self.t.nature[b], nat)
+                    v = Var(self.fresh(f"{g.attr}_"), nat)
+                    self.sample.append(Let(v, e))
+                    vals.append(v)
             finally:
-                self.busy.discard(g)
-            vals = []
-            for i, (b, e) in enumerate(zip(g.args, exprs)):
-                nat = self.t.nature[self._proj_node(g, i)]
-                e = self.conv(e, self.t.nature[b], nat)
-                v = Var(self.fresh(f"{g.attr}_"), nat)
-                self.sample.append(Let(v, e))
-                vals.append(v)
-            self.done_groups[g] = vals
+                self.busy.discard(key)
+                self.ctx = saved
+            self.done_groups[key] = vals
+        if self.var_guard:
+            return self.seen_from_here(vals[s.attr])
         return vals[s.attr]
 
     def _proj_node(self, g, i):
@@ -505,7 +795,7 @@ class _Scheduler:
         started = self.new_slot("iPrefixOn", "int")
         i_e = self.arg(init, nature)
         out = self.bind(s, Op("select2", (Load(started, "int"), i_e, Load(state, nature)), nature), "sample")
-        self.pending.append(("prefix", x, state, started, nature))
+        self.pending.append(("prefix", x, state, started, nature, self.ctx))
         return out
 
     # -- tables
@@ -554,13 +844,19 @@ class _Scheduler:
         while self.pending:
             item = self.pending.pop(0)
             if item[0] == "prefix":
-                _, x, state, started, nature = item
-                e = self.arg(x, nature)
-                self.post.append(Store(state, e))
-                self.post.append(Store(started, Const("int", 1)))
+                _, x, state, started, nature, ctx = item
+                saved, self.ctx = self.ctx, ctx  # the prefix's state updates when it is computed
+                try:
+                    e = self.arg(x, nature)
+                    self.post.append(Store(state, e))
+                    self.post.append(Store(started, Const("int", 1)))
+                finally:
+                    self.ctx = saved
             else:
                 x, line = item
                 self._ensure_written(x, line)
+        if self.line_guard:
+            self._freeze_short_lines()
         self.post.append(Store(self.iota, Op("+", (Load(self.iota, "int"), Const("int", 1)), "int")))
 
 
@@ -573,17 +869,20 @@ class LineRead:
     nature: str
 
 
-def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=None, accumulate: int = 0) -> Program:
+def schedule(outputs, types: Types, inputs: int, double: bool = False, foreign=None, accumulate: int = 0,
+             partners: dict | None = None) -> Program:
     """The scheduling pass: typed output signals → Program.
 
     foreign: {C name: JIT symbol} of ffunctions defined in headers (codegen.foreign_c).
     accumulate: the last `accumulate` outputs are not written per sample but summed over
-    time into double slots (Program.accumulators), which a reset zeroes."""
+    time into double slots (Program.accumulators), which a reset zeroes.
+    partners: forward mode's {stateful primal node: [tangent nodes]} (see `conditions`)."""
     with paused_gc():
-        return _schedule(outputs, types, inputs, double, foreign, accumulate)
+        return _schedule(outputs, types, inputs, double, foreign, accumulate, partners)
 
 
-def _schedule(outputs, types: Types, inputs: int, double: bool, foreign, accumulate: int = 0) -> Program:
+def _schedule(outputs, types: Types, inputs: int, double: bool, foreign, accumulate: int = 0,
+              partners: dict | None = None) -> Program:
     prog = Program(inputs=inputs, outputs=len(outputs) - accumulate, real="double" if double else "float")
     prog.foreign = dict(foreign or {})
     prog.slots.append(Slot("fSamplingFreq", "int", 1, "sr"))
@@ -591,7 +890,7 @@ def _schedule(outputs, types: Types, inputs: int, double: bool, foreign, accumul
     from ..signals.nodes import walk
 
     controls = sorted({n for n in walk(outputs) if n.op == "control"}, key=lambda n: n.attr.path.split("/"))
-    sch = _Scheduler(prog, types, "", main=True)
+    sch = _Scheduler(prog, types, "", main=True, cond=conditions(outputs, partners))
     for c in controls:
         sch._param_slot(c)
     outs = []

@@ -709,9 +709,29 @@ def _schedule_bound(which: int):
 
 _reg(Primitive("attach", 2, lambda a, b: a, ("any", "any"), None, jvp_attach, lambda a, b: a,
                ("special",), "{0}", schedule=_schedule_attach))
+# enable(x, c) never reaches a signal: propagate builds control(x·c, c) (Faust 2.54, -es 1)
 _reg(Primitive("enable", 2, same_nature, "same", None, None, iv_any, ("special",), "({0} * {1})"))
-_reg(Primitive("control", 2, lambda a, b: a, ("any", "any"), None, None, lambda a, b: a,
-               ("special",), "{0}", schedule=lambda sch, s: sch.compile(s.args[0])))
+
+
+def jvp_control(args, dots):
+    # the tangent runs where (and when) the value does: its statements under the same
+    # condition, its state frozen with the primal's, its held value held alike
+    from ..signals import build as B
+
+    if B.is_zero(dots[0]):
+        return dots[0]
+    return B.prim("control", dots[0], args[1])
+
+
+def _schedule_control(sch, s):
+    # control(x, c): x's statements under `if (c != 0)`, the value x's last computed one
+    # (codegen/schedule.py: conditions, _Scheduler._control)
+    return sch._control(s)
+
+
+# x's interval and 0: the value before c was first on
+_reg(Primitive("control", 2, lambda a, b: a, ("any", "any"), None, jvp_control,
+               lambda a, b: (min(a[0], 0.0), max(a[1], 0.0)), ("special",), "{0}", schedule=_schedule_control))
 _reg(Primitive("lowest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "lowest({0})",
                schedule=_schedule_bound(0)))
 _reg(Primitive("highest", 1, always_real, "real", None, jvp_zero, iv_any, ("special",), "highest({0})",

@@ -53,6 +53,12 @@ class Dsp:
       derivative_names  'd out0/d gain' ...: for each primal output, for each diff param
       sample_rate       Hz, given to init()
       double            float64 (True) or float32 samples
+      block_size        samples per compute() call of a render (default 256, the size of the
+                        Faust reference harness: docs/SEMANTICS.md "Block size"); settable
+      block_dependent   whether the output can depend on the block size (the program reads
+                        `count`, Faust's fvariable(int count)): only then is a render run
+                        block by block; otherwise one compute() call of n samples is the
+                        same as blocks of any size
     """
 
     def __init__(self, meta: dict, init_addr: int, compute_addr: int, source: str, filename: str,
@@ -60,6 +66,11 @@ class Dsp:
         self._meta = meta
         self._init = _INIT(init_addr)
         self._compute = _COMPUTE(compute_addr)
+        self._compute_addr = compute_addr
+        # an entry without the flag (none should exist: the cache key has the compiler's code
+        # digest) is taken as block-dependent: slower, never wrong
+        self.block_dependent = bool(meta.get("block_dependent", True))
+        self._block_size = DEFAULT_BLOCK_SIZE
         self.source = source
         self.filename = filename
         self.options = options
@@ -81,6 +92,18 @@ class Dsp:
         self.trace = trace
         self._tls = threading.local()  # render_jvp(reuse=True)'s instance and buffers
 
+    @property
+    def block_size(self) -> int:
+        """Samples per compute() call when rendering (Faust's `count`): default 256."""
+        return self._block_size
+
+    @block_size.setter
+    def block_size(self, value) -> None:
+        self._block_size = check_block_size(value)
+
+    def _bs(self, block_size) -> int:
+        return self._block_size if block_size is None else check_block_size(block_size)
+
     # ------------------------------------------------------------ parameters
     def param_index(self, name) -> int:
         """Index of a parameter given by index, label, path, path suffix, or path as Faust's
@@ -91,6 +114,14 @@ class Dsp:
             raise UsageError(f"no parameter #{name} (the program has {len(self.params)})")
         if not isinstance(name, str):
             raise UsageError(f"a parameter is named by its label, path or index, got {name!r}")
+        found = self.__dict__.setdefault("_param_names", {}).get(name)
+        if found is not None:  # (a training loop names the same parameters every step)
+            return found
+        found = self._param_index(name)
+        self._param_names[name] = found
+        return found
+
+    def _param_index(self, name: str) -> int:
         for i, p in enumerate(self.params):
             if name == p.path or name == p.label or name.lstrip("/") == p.path.lstrip("/"):
                 return i
@@ -117,7 +148,7 @@ class Dsp:
                 inst.set_param(k, v)
         return inst
 
-    def _scratch_render(self, x, n, params) -> np.ndarray:
+    def _scratch_render(self, x, n, params, block_size=None) -> np.ndarray:
         """Every output channel of a render from a reset state, in this thread's buffers
         (see render_jvp's reuse): an instance reset, not made anew, and the output array of
         the previous call of the same length."""
@@ -145,7 +176,7 @@ class Dsp:
         length = _check_n(n) if n is not None else (np.shape(x)[-1] if x is not None else None)
         if out is None or length is None or out.shape[1] != length:
             out = None
-        y = inst.compute(x, n, out=out)
+        y = inst.compute(x, n, out=out, block_size=block_size)
         tls.out = y
         return y
 
@@ -186,16 +217,19 @@ class Dsp:
         variants = self.__dict__.setdefault("_variants", {})
         v = variants.get(paths)
         if v is not None:
+            v._block_size = self._block_size  # renders in this Dsp's blocks
             return v
         with _VARIANT_LOCK:
             v = variants.get(paths)
             if v is not None:
+                v._block_size = self._block_size
                 return v
             o = self.options
             v = variants[paths] = compile_source(
                 self.source, self.filename, double=o.double, diff=o.diff, sample_rate=self.sample_rate,
                 import_dirs=o.import_dirs, use_cache=o.use_cache, bundled_only=o.bundled_only,
                 nondiff=o.nondiff, allow_native=o.allow_native, varying=paths)
+            v._block_size = self._block_size
         return v
 
     def _with_varying(self, x, n, params):
@@ -228,25 +262,31 @@ class Dsp:
         p2.update({path: 0.0 for path in paths})
         return self._variant(paths), x2, p2, paths, n
 
-    def render(self, x=None, n: Optional[int] = None, params: Optional[dict] = None) -> np.ndarray:
+    def render(self, x=None, n: Optional[int] = None, params: Optional[dict] = None, *,
+               block_size: Optional[int] = None) -> np.ndarray:
         """Run from a fresh state.  x: (inputs, n) or None (zeros); returns (outputs, n).
 
         params: {name: value}; a value may be an array (n,) to give the widget per sample
         (automation; clamped to the widget's range, as a slider's value is).
+        block_size: samples per compute() call (default `self.block_size`, 256), the last
+        block shorter; it changes the output only of a program that reads `count`.
         With diff=True the channels are the derivatives, in `derivative_names` order.
         """
+        bs = self._bs(block_size)
         w = self._with_varying(x, n, params)
         if w is not None:
             v, x2, p2, _, n = w
-            return v.render(x2, n, p2)
-        y = self.instance(params).compute(x, n)
+            return v.render(x2, n, p2, block_size=bs)
+        y = self.instance(params).compute(x, n, block_size=bs)
         if self.diff:
             return y[self.primal_outputs:]
         return y
 
     def render_jvp(self, x=None, n: Optional[int] = None, params: Optional[dict] = None, *,
-                   reuse: bool = False):
+                   reuse: bool = False, block_size: Optional[int] = None):
         """Primal outputs and derivatives: y (primal_outputs, n), dy (primal_outputs, n_diff, n).
+
+        block_size: as in `render` (default `self.block_size`).
 
         reuse=True (training loops): the same result, rendered into buffers that this
         thread's next ``render_jvp(..., reuse=True)`` call on this Dsp overwrites, with an
@@ -254,20 +294,21 @@ class Dsp:
         """
         if not self.diff:
             raise UsageError("render_jvp needs a program compiled with diff=True")
+        bs = self._bs(block_size)
         w = self._with_varying(x, n, params)
         if w is not None:  # d/dp of a per-sample parameter: along a constant offset of all samples
             v, x2, p2, _, n = w
-            return v.render_jvp(x2, n, p2, reuse=reuse)
+            return v.render_jvp(x2, n, p2, reuse=reuse, block_size=bs)
         if reuse:
-            y = self._scratch_render(x, n, params)
+            y = self._scratch_render(x, n, params, bs)
         else:
-            y = self.instance(params).compute(x, n)
+            y = self.instance(params).compute(x, n, block_size=bs)
         p = self.primal_outputs
         k = len(self.diff_params)
         return y[:p], y[p:].reshape(p, k, y.shape[-1])
 
     def vjp(self, x=None, y_bar=None, params: Optional[dict] = None, *, n: Optional[int] = None,
-            memory: Optional[int] = None):
+            memory: Optional[int] = None, block_size: Optional[int] = None):
         """Reverse mode: the gradient of Σ_c Σ_n y_bar[c, n]·y[c, n] for a render from a reset
         state, w.r.t. every `[diff:1]` parameter and every input sample, at a cost that does not
         grow with the number of parameters.
@@ -277,13 +318,15 @@ class Dsp:
         A parameter given per sample (params={"fc": ndarray (n,)}) gets its gradient per sample:
         `.params["fc"]` has shape (n,).
         memory: bytes of tape kept before checkpointing (default 256 MiB; a longer signal is
-        run twice forward, in segments).  The first call compiles the tape and adjoint programs."""
+        run twice forward, in segments).  The first call compiles the tape and adjoint programs.
+        block_size: as in `render`; a program that reads `count` is taped block by block."""
         from .reverse import DEFAULT_MEMORY
 
+        bs = self._bs(block_size)
         w = self._with_varying(x, n, params)
         if w is not None:
             v, x2, p2, paths, n = w
-            g = v.vjp(x2, y_bar, p2, n=n, memory=memory)
+            g = v.vjp(x2, y_bar, p2, n=n, memory=memory, block_size=bs)
             by_path = {p.path: p.label for p in self.params}
             for k, path in enumerate(paths):  # the per-sample parameter's gradient, per sample
                 g.params[by_path[path]] = g.input[self.inputs + k]
@@ -296,7 +339,8 @@ class Dsp:
             n = yb.shape[-1] if yb.ndim else None
         n = _check_n(n)
         rev = self.reverse()
-        return rev.run(x, n, params, lambda y: yb, memory=DEFAULT_MEMORY if memory is None else int(memory))
+        return rev.run(x, n, params, lambda y: yb, memory=DEFAULT_MEMORY if memory is None else int(memory),
+                       block_size=bs)
 
     def reverse(self):
         """The compiled reverse-mode programs of this Dsp (`runtime.reverse.Reverse`), built once."""
@@ -385,11 +429,16 @@ class Instance:
     def get_param(self, name) -> float:
         return float(self._pvals[self.dsp.param_index(name)].value)
 
-    def compute(self, x=None, n: Optional[int] = None, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def compute(self, x=None, n: Optional[int] = None, out: Optional[np.ndarray] = None, *,
+                block_size: Optional[int] = None) -> np.ndarray:
         """Run n samples; returns every output channel (for a diff Dsp: primal outputs, then derivatives).
 
         out: an array of shape (outputs, n), C-contiguous, of the samples' dtype, to write them
-        into (and return) instead of a new one."""
+        into (and return) instead of a new one.
+        block_size: the samples are run as compute() calls of block_size samples (the last one
+        shorter), as a Faust architecture runs them; default the Dsp's `block_size` (256).
+        Pass block_size=n for one compute(n) call.  Only a program that reads `count` sees the
+        difference (`Dsp.block_dependent`): any other is run as one call, whatever the size."""
         dt = self.dsp.dtype
         x, n = input_block(x, self._nin, _check_n(n), dt)
         if out is None:
@@ -400,16 +449,36 @@ class Instance:
                 raise UsageError(f"out must be a writable C-contiguous {np.dtype(dt).name} array of shape "
                                  f"{(self._nout, n)}")
             y = out
+        bs = self.dsp._bs(block_size)
         ip = (ctypes.c_void_p * max(self._nin, 1))(*[x[i].ctypes.data for i in range(self._nin)])
         op = (ctypes.c_void_p * max(self._nout, 1))(*[y[i].ctypes.data for i in range(self._nout)])
         if n > 0:
-            self.dsp._compute(self._addr, n, ip, op)
+            self._run(n, ip, op, bs)
         return y
 
-    def compute_rows(self, inputs, outputs, n: int) -> None:
+    def _run(self, n: int, ip, op, bs: int) -> None:
+        """compute() over n samples of the channel pointers ip / op: one call, or one per block
+        of bs samples (in a native loop) for a program that reads `count`."""
+        d = self.dsp
+        if n <= bs or not d.block_dependent:
+            d._compute(self._addr, n, ip, op)
+        elif n <= MAX_SAMPLE_RATE - bs:  # the native loop's counter stays in a C int
+            from ..codegen.llvm import block_driver
+
+            block_driver(d.double)(d._compute_addr, self._addr, n, bs, self._nin, self._nout,
+                                   ctypes.addressof(ip), ctypes.addressof(op))
+        else:
+            size = 8 if d.double else 4
+            for start in range(0, n, bs):
+                cnt = min(bs, n - start)
+                ipb = (ctypes.c_void_p * max(self._nin, 1))(*[ip[i] + start * size for i in range(self._nin)])
+                opb = (ctypes.c_void_p * max(self._nout, 1))(*[op[i] + start * size for i in range(self._nout)])
+                d._compute(self._addr, cnt, ipb, opb)
+
+    def compute_rows(self, inputs, outputs, n: int, block_size: Optional[int] = None) -> None:
         """Run n samples from and into lists of 1-D C-contiguous arrays of the samples' dtype
         (one per input, one per output channel, each at least n long; not checked beyond that:
-        the fast path of reverse mode)."""
+        the fast path of reverse mode).  block_size: as in `compute`."""
         if len(inputs) != self._nin or len(outputs) != self._nout:
             raise UsageError(f"compute_rows: {self._nin} inputs and {self._nout} outputs expected")
         for a in (*inputs, *outputs):
@@ -418,7 +487,7 @@ class Instance:
         ip = (ctypes.c_void_p * max(self._nin, 1))(*[a.ctypes.data for a in inputs])
         op = (ctypes.c_void_p * max(self._nout, 1))(*[a.ctypes.data for a in outputs])
         if n > 0:
-            self.dsp._compute(self._addr, n, ip, op)
+            self._run(n, ip, op, self.dsp._bs(block_size))
 
     def step(self, inputs=()) -> list:
         """One sample: inputs is a sequence of `inputs` floats; returns every output channel."""
@@ -473,6 +542,21 @@ def _check_text(text: str) -> None:
 
 MAX_SAMPLE_RATE = 2**31 - 1  # init(int sample_rate) takes a C int
 
+# Samples per compute() call of a render: the block size of the Faust reference harness
+# (diffaust.reference) and of `diffaust conformance`, between the 64 and 512 of Faust's own
+# architectures, so that a program reading `count` computes what it computes under Faust
+# there (docs/SEMANTICS.md, "Block size").
+DEFAULT_BLOCK_SIZE = 256
+
+
+def check_block_size(block_size) -> int:
+    """`block_size` as an int, or UsageError: a whole number of samples in 1 .. 2147483647."""
+    if isinstance(block_size, (bool, np.bool_)) or not isinstance(block_size, (int, np.integer)):
+        raise UsageError(f"block_size must be a whole number of samples, got {block_size!r}")
+    if not 1 <= block_size <= MAX_SAMPLE_RATE:
+        raise UsageError(f"block_size must be between 1 and {MAX_SAMPLE_RATE} samples, got {block_size}")
+    return int(block_size)
+
 
 def _check_sample_rate(sample_rate) -> int:
     """`sample_rate` as an int, or UsageError: a whole number of Hz in 1 .. 2147483647
@@ -517,7 +601,7 @@ def _read_source(source_or_path) -> tuple[str, str]:
 
 def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_rate: int = 44100,
             import_dirs=(), trace: bool = False, use_cache: bool = True, bundled_only: bool = False,
-            nondiff=(), allow_native: bool = False, varying=()) -> Dsp:
+            nondiff=(), allow_native: bool = False, varying=(), block_size: int = DEFAULT_BLOCK_SIZE) -> Dsp:
     """Compile Faust source text or a .dsp file to a runnable `Dsp`.
 
     double: float64 samples and arithmetic (default float32, like Faust).
@@ -533,11 +617,16 @@ def compile(source_or_path, *, double: bool = False, diff: bool = False, sample_
     use_cache: read and write the on-disk caches (also off with DIFFAUST_NO_CACHE=1).
     varying: widget paths given per sample: each becomes an extra input after the program's
           own (what `render(..., params={name: ndarray})` compiles; see `Dsp.render`).
+    block_size: samples per compute() call of a render (`Dsp.block_size`, default 256: see
+          docs/SEMANTICS.md, "Block size"); not part of the compiled code.
     """
+    block_size = check_block_size(block_size)
     source, filename = _read_source(source_or_path)
-    return compile_source(source, filename, double=double, diff=diff, sample_rate=sample_rate,
-                          import_dirs=import_dirs, trace=trace, use_cache=use_cache, bundled_only=bundled_only,
-                          nondiff=nondiff, allow_native=allow_native, varying=varying)
+    dsp = compile_source(source, filename, double=double, diff=diff, sample_rate=sample_rate,
+                         import_dirs=import_dirs, trace=trace, use_cache=use_cache, bundled_only=bundled_only,
+                         nondiff=nondiff, allow_native=allow_native, varying=varying)
+    dsp.block_size = block_size
+    return dsp
 
 
 def compile_source(source: str, filename: str, *, double: bool = False, diff: bool = False,
@@ -665,6 +754,12 @@ def _metadata(st) -> dict:
     for o in range(len(st.outputs)):
         for v in st.diff_params:
             names.append(f"d out{o}/d {v.attr.label}")
+    from ..signals.nodes import walk
+
+    # the output depends on the block size only through `count` (fvariable(int count)):
+    # controls are constant during a compute() call and between calls of one render
+    block_dependent = any(s.op == "fvar" for s in walk(st.signals))
     return {"inputs": st.inputs, "outputs": prog.outputs, "primal_outputs": len(st.outputs),
+            "block_dependent": block_dependent,
             "params": params, "diff_indices": diff_indices, "derivative_names": names,
             "state_size": size, "metadata": [list(kv) for kv in st.metadata], "name": st.name}

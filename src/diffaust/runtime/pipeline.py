@@ -58,6 +58,7 @@ class Stages:
     deps: FileDeps = field(default_factory=FileDeps)  # what the result depends on (files, absent files)
     warnings: list = field(default_factory=list)       # messages for the user (missing soundfile...)
     outputs: list = field(default_factory=list)        # primal output signals
+    partners: dict = field(default_factory=dict)       # stateful primal node -> its tangents (jvp_program)
     diff_params: list = field(default_factory=list)    # control signals, UI order
     tangents: list = field(default_factory=list)       # [output][param]
     signals: list = field(default_factory=list)        # what is compiled: primal then tangents
@@ -160,7 +161,8 @@ def differentiate(st: Stages, opts: CompileOptions):
     st.diff_params = diff_variables(st.outputs)
     trace = st.trace if opts.trace else None
     nondiff = check_nondiff(st.outputs, opts.nondiff)
-    st.tangents = jvp_program(st.outputs, st.diff_params, trace, nondiff=nondiff, warnings=st.warnings)
+    st.tangents = jvp_program(st.outputs, st.diff_params, trace, nondiff=nondiff, warnings=st.warnings,
+                              partners=st.partners)
     for row in st.tangents:
         st.signals.extend(row)
 
@@ -291,7 +293,7 @@ def _ffunction_span(box, f):
 def schedule_program(st: Stages, opts: CompileOptions):
     from ..codegen.schedule import schedule
 
-    st.program = schedule(st.signals, st.types, st.inputs, opts.double, foreign=st.foreign)
+    st.program = schedule(st.signals, st.types, st.inputs, opts.double, foreign=st.foreign, partners=st.partners)
 
 
 PASSES = [parse_source, evaluate_ast, propagate_box, share_recursions, normalize_signals, vary_params, differentiate,

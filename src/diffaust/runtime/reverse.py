@@ -70,7 +70,8 @@ class Reverse:
                 warnings: list = []
                 adj = vjp_program(st.outputs, variables, st.inputs, nondiff=nondiff, warnings=warnings)
                 self.warnings = warnings
-                self.tape_dsp, _, self.tape_program = _compile_signals(st, list(st.outputs) + list(adj.tape), st.inputs, dsp, "tape")
+                primal = adj.primal if adj.primal is not None else st.outputs  # control/enable as held
+                self.tape_dsp, _, self.tape_program = _compile_signals(st, list(primal) + list(adj.tape), st.inputs, dsp, "tape")
                 self.adjoint_dsp, self._acc, self.adjoint_program = _compile_signals(st, adj.outputs, adj.inputs, dsp, "adjoint",
                                                                reversed_io=True, accumulate=len(variables))
             finally:
@@ -135,82 +136,109 @@ class Reverse:
             a = bufs[name] = np.empty(shape, dtype=self.dsp.dtype)
         return a
 
-    def run(self, x, n: int, params, cotangent, memory: int = DEFAULT_MEMORY):
+    def _check_blocks(self, n: int, bs: int, checkpoints: bool) -> None:
+        """UsageError where reverse mode cannot follow the blocks of a program that reads
+        `count`.  Its tape program is run block by block from time 0 (the tape records each
+        sample's count; checkpoints and replays start on block boundaries), but an adjoint
+        program that reads `count` itself runs backward in time: it gets one call over the
+        whole signal, right only when that is one block."""
+        if self.adjoint_dsp.block_dependent and checkpoints:
+            raise UsageError(f"reverse mode of a program whose adjoint reads `count` (fvariable(int count)) "
+                             f"cannot checkpoint a signal of {n} samples: give more memory (memory=...) so "
+                             "that the tape holds the whole signal, or use forward mode (render_jvp)")
+        if n > bs and self.adjoint_dsp.block_dependent:
+            raise UsageError(f"reverse mode of a program that reads `count` (fvariable(int count)) with a block "
+                             f"size ({bs}) smaller than the signal ({n} samples) is not supported: render one "
+                             "block (block_size >= n) or use forward mode (render_jvp)")
+
+    def run(self, x, n: int, params, cotangent, memory: int = DEFAULT_MEMORY, block_size: Optional[int] = None):
         """A `Gradient` (with .output); cotangent(y) -> ȳ (outputs, n) is called once, on the
-        whole primal output, before the backward sweep.  The returned arrays are new."""
+        whole primal output, before the backward sweep.  The returned arrays are new.
+        block_size: samples per compute() call (default the Dsp's)."""
         dt = self.dsp.dtype
-        tape, adj = self._instances(params)
+        bs = self.dsp._bs(block_size)
         O, T, I = self.n_outputs, self.n_tape, self.n_inputs
         D = self.max_back  # samples of tape history the adjoint reads before a buffer's start
-        xs = _inputs(x, I, n, dt)
         size = np.dtype(dt).itemsize
+        k = max(1024, int(memory // max(1, (O + T) * size)))  # samples of tape per segment
+        self._check_blocks(n, bs, n > k)
+        tape, adj = self._instances(params)
+        xs = _inputs(x, I, n, dt)
         y = np.empty((O, n), dtype=dt)
         g = np.empty((I, n), dtype=dt)
-        k = max(1024, int(memory // max(1, (O + T) * size)))  # samples of tape per segment
         if n <= k:
             tbuf = self._buffer("tape", (T, D + n))
             tbuf[:, :D] = 0.0
             rows = [r[D:] for r in tbuf]
-            tape.compute_rows(list(xs), list(y) + rows, n)
+            tape.compute_rows(list(xs), list(y) + rows, n, bs)
             y_bar = _check_cotangent(cotangent(y), O, n, dt)
-            adj.compute_rows(list(y_bar) + rows, list(g), n)
+            adj.compute_rows(list(y_bar) + rows, list(g), n, max(1, n))  # backward in time: one call
             return self._gradient(g, y, adj)
         # checkpoints: segments of k samples; the tape program's state is kept where the replay
-        # of each segment starts, D samples early (the history its adjoint reads)
+        # of each segment starts, D samples early (the history its adjoint reads).  A tape
+        # program that reads `count` runs in blocks of bs from time 0: its segments and
+        # replays then start on block boundaries (k a multiple of bs, a replay up to bs - 1
+        # samples earlier still), so every block it runs is a block of the render.
+        a = bs if self.tape_dsp.block_dependent else 1
+        if a > 1:
+            k = max(a, k // a * a)
+        E = D if a == 1 else D + a  # scratch column of a segment's start (history before it)
         starts = list(range(0, n, k))
-        begin = [max(0, s0 - D) for s0 in starts]
+        begin = [max(0, (s0 - D) // a * a) for s0 in starts]
         snaps = {}
-        scratch = self._buffer("tape", (T, D + k))
+        scratch = self._buffer("tape", (T, E + k))
         pos = 0
         for p in sorted(set(begin)) + [n]:
             if p > pos:
-                tape.compute_rows([r[pos:p] for r in xs], [r[pos:p] for r in y] + list(scratch), p - pos)
+                tape.compute_rows([r[pos:p] for r in xs], [r[pos:p] for r in y] + list(scratch), p - pos, bs)
                 pos = p
             if p < n:
                 snaps[p] = tape.snapshot()
         y_bar = _check_cotangent(cotangent(y), O, n, dt)
-        yscratch = self._buffer("y", (O, D + k))
+        yscratch = self._buffer("y", (O, E + k))
         for s0, b in zip(reversed(starts), reversed(begin)):
             s1 = min(n, s0 + k)
             tape.restore(snaps[b])
-            c0 = D - (s0 - b)  # column of time b: column D is time s0
+            c0 = E - (s0 - b)  # column of time b: column E is time s0
             scratch[:, :c0] = 0.0
             tape.compute_rows([r[b:s1] for r in xs], [r[c0:c0 + s1 - b] for r in yscratch]
-                              + [r[c0:c0 + s1 - b] for r in scratch], s1 - b)
-            adj.compute_rows([r[s0:s1] for r in y_bar] + [r[D:] for r in scratch], [r[s0:s1] for r in g], s1 - s0)
+                              + [r[c0:c0 + s1 - b] for r in scratch], s1 - b, bs)
+            adj.compute_rows([r[s0:s1] for r in y_bar] + [r[E:] for r in scratch], [r[s0:s1] for r in g], s1 - s0)
         return self._gradient(g, y, adj)
 
     # -- the two passes apart (a training layer: the forward pass keeps the tape, the
     #    backward pass runs the adjoint alone, no second forward render)
-    def forward(self, x, n: int, params) -> "TapeRun":
+    def forward(self, x, n: int, params, block_size: Optional[int] = None) -> "TapeRun":
         """The tape program over a whole block: the primal outputs `.y` (outputs, n) and the
         tape the backward pass needs (new arrays, owned by the result).  A block whose tape
         would exceed the default memory keeps none: `backward` then runs `run` (checkpoints)."""
         dt = self.dsp.dtype
+        bs = self.dsp._bs(block_size)
         O, T, I = self.n_outputs, self.n_tape, self.n_inputs
         xs = _inputs(x, I, n, dt)
         params = dict(params or {})
         if n * (O + T) * np.dtype(dt).itemsize > DEFAULT_MEMORY:
-            y = self.run(xs, n, params, lambda y: np.zeros_like(y)).output
-            return TapeRun(y, None, xs, params, n)
+            y = self.run(xs, n, params, lambda y: np.zeros_like(y), block_size=bs).output
+            return TapeRun(y, None, xs, params, n, bs)
+        self._check_blocks(n, bs, False)
         tape = self._instances(params)[0]
         D = self.max_back
         y = np.empty((O, n), dtype=dt)
         tbuf = np.zeros((T, D + n), dtype=dt)
-        tape.compute_rows(list(xs), list(y) + [r[D:] for r in tbuf], n)
-        return TapeRun(y, tbuf, xs, params, n)
+        tape.compute_rows(list(xs), list(y) + [r[D:] for r in tbuf], n, bs)
+        return TapeRun(y, tbuf, xs, params, n, bs)
 
     def backward(self, run: "TapeRun", y_bar) -> Gradient:
         """The gradient of Σ ȳ·y for the block `run` of `forward` (its tape is kept: the run
         may be used again)."""
         O = self.n_outputs
         if run.tape is None:
-            return self.run(run.x, run.n, run.params, lambda y: y_bar)
+            return self.run(run.x, run.n, run.params, lambda y: y_bar, block_size=run.block_size)
         dt = self.dsp.dtype
         adj = self._instances(run.params)[1]
         y_bar = _check_cotangent(y_bar, O, run.n, dt)
         g = np.empty((self.n_inputs, run.n), dtype=dt)
-        adj.compute_rows(list(y_bar) + [r[self.max_back:] for r in run.tape], list(g), run.n)
+        adj.compute_rows(list(y_bar) + [r[self.max_back:] for r in run.tape], list(g), run.n, max(1, run.n))
         return self._gradient(g, run.y, adj)
 
     def _gradient(self, g, y, adj):
@@ -229,6 +257,7 @@ class TapeRun:
     x: np.ndarray                 # (inputs, n)
     params: dict
     n: int
+    block_size: Optional[int] = None  # of the forward pass (None: the Dsp's)
 
 
 def _inputs(x, inputs: int, n: int, dt) -> np.ndarray:
@@ -266,6 +295,7 @@ def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bo
 
     from contextlib import nullcontext
 
+    from ..signals.nodes import walk
     from ..signals.ops import unbounded_inputs
 
     # the adjoint's inputs are cotangents and tape channels: not audio in [-1, 1]
@@ -280,7 +310,8 @@ def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bo
                "step": c.step, "meta": list(c.meta), "diff": c.is_diff, "offset": lay[slot][0]}
               for slot, c in prog.params]
     meta = {"inputs": n_inputs, "outputs": prog.outputs, "primal_outputs": prog.outputs, "params": params,
-            "diff_indices": [], "derivative_names": [], "state_size": size, "metadata": [], "name": what}
+            "diff_indices": [], "derivative_names": [], "state_size": size, "metadata": [], "name": what,
+            "block_dependent": any(s.op == "fvar" for s in walk(signals))}  # reads `count`
     sym = _reserve_symbol(f"{what}_{id(dsp):x}")
     mod = build_module(prog, sym)
     obj, _ = jit().emit_object(str(mod))

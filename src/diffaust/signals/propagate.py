@@ -301,17 +301,22 @@ def _widget(box: BWidget, inputs, ctx):
 
 
 def _control(x: Sig, c: Sig, ctx) -> Sig:
-    """control(x, c): x[n] while c[n] != 0, else the last value computed (0 before any).
-
-    y[n] = c[n] != 0 ? x[n] : y[n-1], a one-output recursion.  A constant c gives x or 0.
-    (Faust also skips the updates of x's own state while c is 0; for a stateless x the two agree.)
-    """
+    """control(x, c), as Faust 2.54 runs it: the statements of x that nothing else uses run
+    under `if (c != 0)` (their state freezes while c is 0) and the value is the one they last
+    computed (0 before c was first on); see docs/SEMANTICS.md ("control / enable") and the
+    scheduler (codegen/schedule.py: conditions).  A constant c gives x or 0 (Faust folds it)."""
     if c.op == "const":
         return x if c.attr[1] != 0 else B.zero_like(B.nature(x))
-    var = ctx.fresh()
-    held = B.mem(proj(0, recvar(var)))
+    return B.prim("control", x, c)
+
+
+def hold(x: Sig, c: Sig, name: str) -> Sig:
+    """y[n] = c[n] != 0 ? x[n] : y[n-1] (0 before): control(x, c) computed without a
+    condition, a one-output recursion named `name`.  Equal to control(x, c) when x's own
+    statements hold no state (reverse mode transposes this form)."""
+    held = B.mem(proj(0, recvar(name)))
     body = B.select2(B.prim("!=", c, B.zero_like(B.nature(c))), held, x)
-    return proj(0, rec(var, (body,)))
+    return proj(0, rec(name, (body,)))
 
 
 MAX_DELAY = 1 << 24  # samples; codegen/schedule.py refuses longer delay lines too

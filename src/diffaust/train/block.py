@@ -752,7 +752,7 @@ def fit_stream(dsp, target, x=None, *, window: int = DEFAULT_WINDOW, hop: Option
 
 
 # ------------------------------------------------------------- diffaust.fit
-_COMPILE_OPTIONS = ("double", "sample_rate", "import_dirs", "nondiff", "allow_native", "use_cache")
+_COMPILE_OPTIONS = ("double", "sample_rate", "import_dirs", "nondiff", "allow_native", "use_cache", "block_size")
 
 
 def _compile_diff(diff, copts: dict):
@@ -766,7 +766,7 @@ def _compile_diff(diff, copts: dict):
             src = diff.filename if os.path.isfile(diff.filename) else diff.source
             dsp = _compile(src, diff=True, double=diff.double, sample_rate=diff.sample_rate,
                            import_dirs=diff.options.import_dirs, nondiff=copts.get("nondiff", ()),
-                           allow_native=diff.options.allow_native)
+                           allow_native=diff.options.allow_native, block_size=diff.block_size)
     elif isinstance(diff, (str, os.PathLike)):
         dsp = _compile(diff, diff=True, **copts)
     else:
@@ -874,7 +874,8 @@ def fit(diff, target, input=None, *, mode: str = "block", loss: Optional[str] = 
     callback   block/stream: ``callback(iteration, loss, params_dict)``, True stops;
                sample mode: called with a ``Row`` per sample
     options    compile options for paths and source text: double (default True),
-               sample_rate (Hz, default 44100), import_dirs, nondiff, allow_native, use_cache;
+               sample_rate (Hz, default 44100), import_dirs, nondiff, allow_native, use_cache,
+               block_size (samples per compute() call, default 256: Faust's `count`);
                n (samples; default the target's length); progress (block/stream: a tqdm
                progress bar on stderr after one second, default False); then the options of the chosen
                mode (block/stream: schedule, clip, tolerance, patience, lr_params, starts,
