@@ -510,27 +510,9 @@ def format_report(report: Report) -> str:
     return "\n".join(lines)
 
 
-def _block_size(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
-    if not 1 <= v <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of samples between 1 and 2147483647, got {v}")
-    return v
-
-
-def _count(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer: '{text}'") from None
-    if not 1 <= v <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"must be a number of samples between 1 and 2147483647, got {v}")
-    return v
-
-
 def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance") -> int:
+    from .cli import block_size_arg  # (a whole number of samples, 1 .. 2^31 - 1: -n too)
+
     class Parser(argparse.ArgumentParser):
         def error(self, message):  # one line, no usage dump
             print(f"{prog}: error: {message} (see '{prog} --help')", file=sys.stderr)
@@ -542,8 +524,8 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "diffaust conformance
     ap.add_argument("--precision", default="both", help="double, float or both (default both)")
     ap.add_argument("--subset", choices=("ci",), help="run the representative subset CI runs")
     ap.add_argument("-j", "--jobs", type=int, default=0, help="parallel programs (default: CPU count)")
-    ap.add_argument("-n", type=_count, default=4096, help="samples per render (default 4096)")
-    ap.add_argument("--block-size", dest="block_size", type=_block_size, default=256, metavar="N",
+    ap.add_argument("-n", type=block_size_arg, default=4096, help="samples per render (default 4096)")
+    ap.add_argument("--block-size", dest="block_size", type=block_size_arg, default=256, metavar="N",
                     help="samples per compute() call, for faust and diffaust alike (default 256); what "
                          "fvariable(int count) reads")
     ap.add_argument("--press", action="store_true",

@@ -209,17 +209,9 @@ class FaustModule(nn.Module):
         if ad == "forward" or len(self._diff_params) <= 2:
             return "forward"
         if self._ad_timed is None:
-            import time
+            from .train.block import faster_mode
 
-            best = {}
-            for mode in ("forward", "reverse"):
-                ts = []
-                for _ in range(2):
-                    t0 = time.perf_counter()
-                    trial(mode)
-                    ts.append(time.perf_counter() - t0)
-                best[mode] = min(ts)
-            self._ad_timed = min(best, key=best.get)
+            self._ad_timed = faster_mode(trial)
         return self._ad_timed
 
     def _executor(self, jobs: int):
