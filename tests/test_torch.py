@@ -187,6 +187,25 @@ def test_auto_mode_picks_forward_or_reverse_and_both_agree():
     assert m4._jvp_dsp is None and xg.grad is not None  # x needs its gradient: reverse mode
 
 
+def test_forward_mode_buffers_are_reused_and_a_second_backward_is_right():
+    """The derivative buffer goes back to the module when its graph is freed (a later step
+    reuses it); a graph kept alive keeps its own: a second backward pass through it
+    (retain_graph) after other steps gives the same gradients."""
+    m = FaustModule(RESONLP, double=True, sample_rate=SR, threads=2, ad="forward")
+    x = torch.randn(3, 1, 2000, dtype=F64, generator=gen(47))
+    fc = torch.tensor([300.0, 1000.0, 5000.0], dtype=F64, requires_grad=True)
+    y = m(x, {"fc": fc})
+    y.sum().backward(retain_graph=True)
+    first = fc.grad.clone()
+    fc.grad = None
+    for k in range(3):  # other steps, whose graphs are freed: their buffers are reused
+        m(x * (2 + k), {"fc": fc * 1.5}).sum().backward()
+    assert len(m._free) == 1
+    fc.grad = None
+    y.sum().backward()
+    assert float((fc.grad - first).abs().max()) <= 1e-9 * float(first.abs().max())
+
+
 def test_forward_mode_refuses_what_it_cannot_give():
     m = FaustModule(ONE_POLE, double=True, sample_rate=SR, threads=1, ad="forward")
     x = torch.randn(2, 1, 100, dtype=F64, generator=gen(46), requires_grad=True)

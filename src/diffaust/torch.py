@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -128,6 +129,7 @@ class FaustModule(nn.Module):
         self._variants = {(): self.dsp}
         self._jvp_dsp = None  # the derivative program, for forward mode (compiled when first used)
         self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
+        self._free: list = []  # forward mode's derivative buffers, given back by the backward pass
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._pool = None
@@ -136,7 +138,7 @@ class FaustModule(nn.Module):
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
         for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
-                  "_jvp_dsp", "_ad_timed"):
+                  "_jvp_dsp", "_ad_timed", "_free"):
             state.pop(k, None)
         return state
 
@@ -213,6 +215,29 @@ class FaustModule(nn.Module):
 
             self._ad_timed = faster_mode(trial)
         return self._ad_timed
+
+    def _take(self, shape: tuple, dtype) -> np.ndarray:
+        """An uninitialized array, one given back by `_give` when one of that shape is free
+        (a fresh array of a batch's derivatives — 12 MB for 16 one-second examples with 3
+        parameters — costs its page faults on every step, as much as the renders of a small
+        program)."""
+        with self._lock:
+            for k, a in enumerate(self._free):
+                if a.shape == shape and a.dtype == dtype:
+                    return self._free.pop(k)
+        return np.empty(shape, dtype=dtype)
+
+    def _give(self, a: np.ndarray) -> None:
+        with self._lock:
+            self._free = (self._free + [a])[-2:]
+
+    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """This thread's reused buffer `name`."""
+        bufs = self._tls.__dict__.setdefault("buffers", {})
+        a = bufs.get(name)
+        if a is None or a.shape != shape or a.dtype != dtype:
+            a = bufs[name] = np.empty(shape, dtype=dtype)
+        return a
 
     def _executor(self, jobs: int):
         """(pool or None, workers to use) for `jobs` batch items."""
@@ -441,7 +466,7 @@ class _FaustFunction(torch.autograd.Function):
             if mode == "forward":
                 fd = m._jvp()
                 O, P = fd.primal_outputs, len(fd.diff_params)
-                buf = np.empty((B, O * (1 + P), n), dtype=npdt)
+                buf = m._take((B, O * (1 + P), n), npdt)
 
                 def render_jvp(b):
                     inst = m._instance(fd)
@@ -452,6 +477,9 @@ class _FaustFunction(torch.autograd.Function):
 
                 m._map(render_jvp, B)
                 ctx.jvp = (buf, O, [p.path for p in fd.diff_params])
+                # back to the module when the graph is freed (a training loop's next step, once
+                # it drops the previous output), for a later forward pass
+                weakref.finalize(ctx, m._give, buf)
                 keep = False
         runs = [None] * B
         rev = v.reverse() if keep else None  # compiled once, here, not in every thread
@@ -507,8 +535,10 @@ class _FaustFunction(torch.autograd.Function):
             pick = [(k, dpaths.index(path)) for k, path in enumerate(cpaths) if want_c[k]]
 
             def grad_jvp(b):
+                g = m._scratch("ybar", (n,), np.float64)
                 for o in range(O):
-                    s = pgrad(np.ascontiguousarray(ybar[b, o], dtype=np.float64), buf[b, O + o * P:O + (o + 1) * P])
+                    np.copyto(g, ybar[b, o])
+                    s = pgrad(g, buf[b, O + o * P:O + (o + 1) * P])
                     for k, j in pick:
                         gc[b, k] += s[j]
 
