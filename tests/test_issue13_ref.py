@@ -327,3 +327,82 @@ process = hgroup("G", t(g : _)), hgroup("H", (\\(u).(u*hslider("b", 1, 0, 2, 0.1
     assert np.all(ref[0] == 10.5)
     d = _diffaust(src)
     assert [p.path.split("/", 2)[2] for p in d.params] == ["G/a", "H/b"]
+
+
+# ------------------------------------------------------------ x^k as Faust's normal form keeps it
+# (found on programs of Faust's own tests: tests/codegen-tests/testpow2.dsp and
+# tests/pass-tests/20180211-bug.dsp of grame-cncm/faust)
+POWERS = [
+    "process(x) = 2*x^2 : /(x);",          # x^2/x is not x: 0/0 at x = 0
+    "process(x) = x^2*x^3, (x*x)/(x^2), x^2 + x*x, 3*x^2*x^2;",
+    "process(x) = (x + 0.5)^7 / (x + 0.5)^3, x^2/(x^2);",
+]
+
+
+@pytest.mark.parametrize("src", POWERS)
+@pytest.mark.parametrize("x", ["impulse", "noise"])
+def test_powers_are_one_factor_of_a_product(faust_ref, src, x):
+    _compare(faust_ref, src, x=x)
+
+
+def test_pow_bounds_a_delay(faust_ref):
+    """pow(2, n) with n in [5, 16]: a 65536-sample bound, the line Faust allocates."""
+    src = 'x = nentry("Log2(Delay)", 15, 5, 16, 1); process = @(pow(2.0, x)), @(1 << int(x));'
+    _compare(faust_ref, src, n=300)
+    _compare(faust_ref, src, n=300, params={"Log2(Delay)": 5})
+
+
+def test_a_table_read_bounds_a_delay_by_its_content(faust_ref):
+    """A read of an rdtable lies in its generator's range (Faust's typing): a delay by a table
+    of a sine mapped to [0, 1], times 100 (tests/codegen-tests/BUG20180710.dsp of Faust)."""
+    src = '''import("stdfaust.lib");
+phase(f) = f/48000.0 : (+, 1.0 : fmod) ~ _;
+sinwave(f) = phase(f) * 2 * ma.PI : sin : +(1) : /(2);
+tosc(f) = 48000, sinwave(1), int(max(0, min(phase(f)*48000, 47999))) : rdtable;
+process = os.osc(440) : @(tosc(10)*100);'''
+    _compare(faust_ref, src, n=4000)
+
+
+def test_a_foreign_function_without_arguments_runs_every_sample(faust_ref):
+    """`ffunction(int random(), <stdlib.h>, "")` is called once per sample, as Faust calls it
+    (tests/codegen-tests/test27.dsp of Faust); with an argument, at the argument's rate."""
+    import ctypes
+
+    src = ('process = ffunction(int rand(), <stdlib.h>, ""), '
+           'ffunction(float sinf(float), <math.h>, "")(hslider("a", 0.3, 0, 1, 0.1));')
+    ref = faust_ref.render_reference(src, n=64, double=True)  # its own process: rand() from seed 1
+    libc = ctypes.CDLL(None)
+    libc.srand(1)
+    got = np.asarray(_diffaust(src).render(n=64), dtype=np.float64)
+    np.testing.assert_array_equal(got, ref)
+    assert len(set(got[0])) > 1
+
+
+@pytest.mark.parametrize("double", [True, False])
+def test_float_named_c_math_functions_in_a_double_program(faust_ref, double):
+    """A float-named C math function alone in a -double program: `sinf` is written
+    std::sin(double) by Faust's C++ backend, `tanhf`, `ldexpf` are called as written, C++
+    rounding the argument to float and widening the float result; diffaust does the same
+    (it passed a double to the float function before: garbage)."""
+    src = ('process = ffunction(float sinf(float), <math.h>, "")(_), '
+           'ffunction(float tanhf(float), <math.h>, "")(_ * 3), '
+           'ffunction(float ldexpf(float, int), <math.h>, "")(_, 3), '
+           'ffunction(float ldexp(float, int), <math.h>, "")(_, 2);')
+    ref = _compare(faust_ref, src, double=double)
+    assert np.abs(ref).max() > 0.1
+
+
+def test_float_named_function_in_the_interpreter_and_the_jit():
+    from diffaust.codegen import interp
+    from diffaust.runtime.pipeline import CompileOptions, run_pipeline
+
+    src = ('process = _ <: ffunction(float tanhf(float), <math.h>, "")(_), '
+           'ffunction(float ldexpf(float, int), <math.h>, "")(_, 2), ffunction(float sinf(float), <math.h>, "")(_) :> _;')
+    x = np.linspace(-1, 1, 50)[None, :]
+    st = run_pipeline(src, "<t>", CompileOptions(double=True))
+    got = interp.run(st.program, x, 50)
+    jit = _diffaust(src).render(x)
+    # tanhf and ldexpf in float (C's conversions), sinf as std::sin(double) (Faust's mapping)
+    want = (np.tanh(x.astype(np.float32)).astype(np.float64) + 4 * x) + np.sin(x)
+    np.testing.assert_allclose(jit, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(np.asarray(got), jit)

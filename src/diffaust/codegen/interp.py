@@ -97,6 +97,8 @@ class _Machine:
             return buf[(int(self.mem[line.iota][0]) - d) & line.mask]
         if t is Call:
             args = [self.ev(a, env) for a in e.args]
+            if e.single:  # a C function of floats in a double program: C's conversions
+                args = [np.float32(a) if a.dtype.kind == "f" else a for a in args]
             r = self.foreign(e, args)(*(a.item() for a in args))
             return I32(r) if e.nature == "int" else self.R(r)
         raise DiffaustError(f"interp: cannot evaluate {t.__name__}")
@@ -114,7 +116,8 @@ class _Machine:
             except AttributeError:
                 raise DiffaustError(f"interp: unknown foreign function {e.fname}") from None
             fn.argtypes = [ctype[a.dtype] for a in args]
-            fn.restype = ctypes.c_int if e.nature == "int" else ctype[np.dtype(self.R)]
+            fn.restype = ctypes.c_int if e.nature == "int" else \
+                ctypes.c_float if e.single else ctype[np.dtype(self.R)]
             self.calls[key] = fn
         return fn
 

@@ -310,6 +310,12 @@ class _Lower:
             return self.op(b, e, env)
         if t is Call:
             args = [self.expr(b, a, env) for a in e.args]
+            if e.single:  # a C function of floats in a double program: C's conversions
+                f32 = ir.FloatType()
+                args = [b.fptrunc(a, f32) if a.type == self.real else a for a in args]
+                ret = f32 if e.nature == "real" else self.ty(e.nature)
+                r = b.call(self.fn(e.symbol or e.fname, ret, [a.type for a in args]), args)
+                return b.fpext(r, self.real) if e.nature == "real" else r
             f = self.fn(e.symbol or e.fname, self.ty(e.nature), [a.type for a in args])
             return b.call(f, args)
         if t is LineRead:

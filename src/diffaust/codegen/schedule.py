@@ -103,6 +103,9 @@ class Call:
     args: tuple
     nature: str
     symbol: str = ""  # what the JIT links (a header function's shim); fname when empty
+    # a C function of floats called from a double program (`sinf` declared alone): its real
+    # arguments are rounded to float and its float result widened, as C++'s conversions do
+    single: bool = False
 
 
 @dataclass(frozen=True)
@@ -626,7 +629,9 @@ class _Scheduler:
         p = PRIMITIVES[name]
         nature = self.t.nature[s]
         if p.schedule is not None:  # not an operation at run time (attach, lowest...): its own rule
-            return p.schedule(self, s)
+            r = p.schedule(self, s)  # (None: the operation after all, as below)
+            if r is not None:
+                return r
         conv = p.convert
         natures = [self.t.nature[a] for a in s.args]
         if conv == "same":
@@ -934,8 +939,26 @@ def _process_symbols():
     return ctypes.CDLL(None)
 
 
+# Faust's C++ backend writes these C math functions, under any of their names (`sinf`,
+# `sin`), as the std:: overload of the program's precision (measured, faust 2.54.9 -double:
+# `ffunction(float sinf(float), ...)` is `std::sin(double)`); any other is called by its name
+_STD_MAPPED = frozenset("sin cos tan asin acos atan atan2 exp exp2 log log10 log2 sqrt floor ceil rint round "
+                        "fabs pow fmod remainder".split())
+
+
+def single_precision_call(f, fname: str, double: bool) -> bool:
+    """Whether `fname` is the float variant of a C math function (`tanhf`) that a double
+    program calls as written: Faust's `-double` code passes it doubles, which C++ rounds to
+    float, and widens its float result."""
+    return (double and fname.endswith("f") and fname[:-1] in _libm_doubles() and fname[:-1] not in _STD_MAPPED
+            and fname == f.names[min(1, len(f.names) - 1)])
+
+
 def foreign_name(f, double: bool) -> str:
     """The C name an ffunction calls at a precision: its first name in float, its second in double.
+    A single float name that Faust writes as a std:: function (`sinf`), in double: the double
+    function (`sin`); another C float function (`tanhf`) is called as written, through float
+    conversions (`single_precision_call`).
 
     A single name that is a C math function of doubles (`hypot`), called in float: its float
     variant (`hypotf`), as C++'s overloads pick for Faust's generated code; calling the double
@@ -943,6 +966,8 @@ def foreign_name(f, double: bool) -> str:
     if double and len(f.names) >= 2:
         return f.names[1]
     name = f.names[0]
+    if double and len(f.names) == 1 and f.result_type != "int" and name.endswith("f") and name[:-1] in _STD_MAPPED:
+        return name[:-1]  # `sinf` alone: std::sin(double) in Faust's -double code
     if not double and len(f.names) == 1 and f.result_type != "int" and name in _libm_doubles():
         return name + "f"
     return name
@@ -954,7 +979,15 @@ def _libm_doubles() -> frozenset:
     from ..primitives.foreign import FOREIGN
     from ..primitives.table import libm_symbols
 
-    return frozenset(libm_symbols()) | frozenset(FOREIGN)
+    return frozenset(libm_symbols()) | frozenset(FOREIGN) | _C99_MATH
+
+
+# C99's <math.h> functions of doubles (and ints) whose float variant is the name + 'f'
+_C99_MATH = frozenset((
+    "acos asin atan atan2 cos sin tan acosh asinh atanh cosh sinh tanh exp exp2 expm1 ilogb ldexp "
+    "log log10 log1p log2 logb scalbn scalbln cbrt fabs hypot pow sqrt erf erfc lgamma tgamma ceil "
+    "floor nearbyint rint lrint llrint round lround llround trunc fmod remainder copysign nextafter "
+    "fdim fmax fmin fma").split())
 
 
 def resolvable(fname: str, f) -> bool:

@@ -235,6 +235,22 @@ def iv_any(*_):
     return (-INF, INF)
 
 
+def iv_pow(a, b):
+    """pow(x, y): x > 0 (monotonic in x and y: the corners); a constant integer exponent k
+    (odd: monotonic; even: ≥ 0, the larger |x|^k at the top); else unbounded."""
+    (x0, x1), (y0, y1) = a, b
+    if x0 > 0:
+        vals = [x ** y for x in (x0, x1) for y in (y0, y1)]
+        return (min(vals), max(vals))
+    if y0 == y1 and float(y0).is_integer() and y0 >= 0:
+        k = int(y0)
+        if k % 2:
+            return (x0 ** k, x1 ** k)
+        top = max(abs(x0), abs(x1)) ** k
+        return (0.0 if x0 <= 0 <= x1 else min(abs(x0), abs(x1)) ** k, top)
+    return (-INF, INF)
+
+
 def iv_rem(a, b):
     m = max(abs(b[0]), abs(b[1]))
     lo = 0.0 if a[0] >= 0 else -m
@@ -654,9 +670,26 @@ def _pow_fold(natures, values):
     return _np(np.power)(*map(_f, values))
 
 
+def _schedule_pow(sch, s):
+    """x^k for a constant k in 2..8 and a real x: ((x·x)·x)… as Faust's faustpower runs it.
+    The node stays pow(x, k) up to here, so that the normal form keeps it one factor as
+    Faust's does (x^2/x is not x: 0 at x = 0 is 0/0, NaN); None: the call to pow()."""
+    from ..codegen.schedule import Op
+
+    x, k = s.args
+    if k.op != "const" or sch.t.nature[x] != "real" or not float(k.attr[1]).is_integer() \
+            or not 2 <= k.attr[1] <= 8 or sch.t.nature[s] != "real":
+        return None
+    e = v = sch.arg(x, "real")
+    for _ in range(int(k.attr[1]) - 1):
+        e = Op("*", (e, v), "real")
+    return sch.bind(s, e, sch.t.rate[s])
+
+
 for _name in ("pow", "^"):
-    _reg(Primitive(_name, 2, same_nature, "real", _pow_fold, jvp_pow, iv_any, ("special",), "pow{f}({0}, {1})",
-                   symbols=("pow",), llvm=_llvm_pow, cpp=_cpp_pow, interp=_interp_pow, clike=_clike_pow))
+    _reg(Primitive(_name, 2, same_nature, "real", _pow_fold, jvp_pow, iv_pow, ("special",), "pow{f}({0}, {1})",
+                   symbols=("pow",), llvm=_llvm_pow, cpp=_cpp_pow, interp=_interp_pow, clike=_clike_pow,
+                   schedule=_schedule_pow))
 _reg(Primitive("fmod", 2, always_real, "real", _real(_fmod), _jvp_mod_like("fmod"), iv_rem,
                ("libm", "fmod"), "fmod{f}({0}, {1})", ufunc=np.fmod))
 _reg(Primitive("remainder", 2, always_real, "real", _real(_remainder), _jvp_mod_like("remainder"), iv_rem,

@@ -149,15 +149,11 @@ def _simplify(name: str, args) -> Optional[Sig]:
                 for _ in range(k):
                     r = mk("prim", "*", (r, a)) if not is_one(r) else a
                 return r
-        if b.op == "const" and nature(a) == "real" and float(b.attr[1]).is_integer() and 0 <= b.attr[1] <= 8:
-            # Faust runs x^k for a constant k in 0..8 as ((x·x)·x)… (its faustpower)
-            k = int(b.attr[1])
-            if k == 0:
-                return _const(1.0, "real")
-            r = a
-            for _ in range(k - 1):
-                r = mk("prim", "*", (r, a))
-            return r
+        if b.op == "const" and nature(a) == "real" and float(b.attr[1]).is_integer() and 0 <= b.attr[1] <= 1:
+            # x^0 = 1, x^1 = x; x^k for k in 2..8 stays a pow node, one factor of a product in
+            # the normal form as in Faust's, and runs as ((x·x)·x)… (Faust's faustpower:
+            # primitives.table._schedule_pow)
+            return _const(1.0, "real") if b.attr[1] == 0 else a
     elif name == "select2":
         s, a, b = args
         if s.op == "const":

@@ -343,19 +343,23 @@ def _transpose_ffun(r, u, u_bar):
 
 
 def _rate_ffun(s, rate_of):
-    return "control" if not s.args else max_rate(*(rate_of(a) for a in s.args))
+    # a call without arguments runs every sample (Faust: `rand()` in the sample loop); with
+    # arguments, at their rate (`sinf(slider)` once per block)
+    return "sample" if not s.args else max_rate(*(rate_of(a) for a in s.args))
 
 
 def _schedule_ffun(sch, s):
-    from ..codegen.schedule import Call, check_foreign, foreign_name
+    from ..codegen.schedule import Call, check_foreign, foreign_name, single_precision_call
 
     f = s.attr
-    fname = foreign_name(f, sch.prog.real == "double")
+    double = sch.prog.real == "double"
+    fname = foreign_name(f, double)
     symbol = sch.prog.foreign.get(fname)
     if symbol is None:
         check_foreign(fname, f)
     args = tuple(sch.arg(a, "int" if ty == "int" else "real") for a, ty in zip(s.args, f.arg_types))
-    return sch.bind(s, Call(fname, args, sch.t.nature[s], symbol or fname), sch.t.rate[s])
+    single = symbol is None and single_precision_call(f, fname, double)
+    return sch.bind(s, Call(fname, args, sch.t.nature[s], symbol or fname, single), sch.t.rate[s])
 
 
 _reg(name="ffun", doc="attr=FFun, args: a foreign function call (ffunction)",
@@ -506,8 +510,19 @@ def _transpose_rdtable(r, u, u_bar):
     r.add(x, B.mul(r.coef(slope), u_bar))
 
 
+def _interval_rdtable(s, interval_of):
+    # a read (its index clamped into the table) is one of the generator's values (Faust's typing)
+    return interval_of(s.args[0])
+
+
+def _interval_rwtable(s, interval_of):
+    # the initial content or a written value
+    (a0, a1), (b0, b1) = interval_of(s.args[0]), interval_of(s.args[2])
+    return (min(a0, b0), max(a1, b1))
+
+
 _reg(name="rdtable", doc="attr=size, args=(gen, ridx): read-only table filled at init with gen[0..size-1]",
-     nature=_nature_first, rate=lambda s, rate_of: max_rate("const", rate_of(s.args[1])), interval=_interval_any,
+     nature=_nature_first, rate=lambda s, rate_of: max_rate("const", rate_of(s.args[1])), interval=_interval_rdtable,
      jvp=lambda t, s, dots: t._table_slope(s), transpose=_transpose_rdtable,
      schedule=lambda sch, s: sch._rdtable(s, sch.t.rate[s]))
 
@@ -544,7 +559,7 @@ def _transpose_rwtable(r, u, u_bar):
 
 
 _reg(name="rwtable", doc="attr=size, args=(gen, widx, wsig, ridx): a table written and read every sample",
-     nature=_nature_rwtable, rate=_rate_sample, interval=_interval_any,
+     nature=_nature_rwtable, rate=_rate_sample, interval=_interval_rwtable,
      jvp=_jvp_rwtable, transpose=_transpose_rwtable, schedule=lambda sch, s: sch._rwtable(s))
 
 
