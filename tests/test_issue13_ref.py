@@ -406,3 +406,28 @@ def test_float_named_function_in_the_interpreter_and_the_jit():
     want = (np.tanh(x.astype(np.float32)).astype(np.float64) + 4 * x) + np.sin(x)
     np.testing.assert_allclose(jit, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(np.asarray(got), jit)
+
+
+# ------------------------------------------------------------ pattern matching corners
+# (Faust's tests/pass-tests/PM-bug1.dsp, testYO.dsp, PM-bug11.dsp)
+PATTERNS = [
+    # a function used as a diagram inside a numeric argument: (3,6 : foo : /) is 2
+    "foo(x,y) = (y,x); choice0 = case { (1) => *; (2) => /; (x) => +; };\n"
+    "process = choice0((6,3:/)), choice0((3,6:foo:/));",
+    "foo(x,y) = (y,x); choice2 = case { ((2,3:foo:-)) => *; ((2,4:foo:-)) => /; (x) => +; };\n"
+    "process = choice2((4,2:-)), choice2((3,2:-));",
+    # a function applied in a pattern is applied: dup(f) is (f, f)
+    "f = *(2); dup(x) = (x,x); faa(1, dup(f)) = f; process = faa(1,dup(6));",
+]
+
+
+@pytest.mark.parametrize("src", PATTERNS)
+def test_patterns_evaluate_functions(faust_ref, src):
+    _compare(faust_ref, src, x="impulse", n=8)
+
+
+def test_a_group_in_a_pattern_is_refused_clearly():
+    from diffaust.errors import FaustEvalError
+
+    with pytest.raises(FaustEvalError, match="group .* in a pattern"):
+        _diffaust('foo(hgroup("", x)) = x*2; foo(x) = x*3; process = foo(hgroup("", 10));')

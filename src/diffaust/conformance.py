@@ -156,7 +156,7 @@ def ui_shape(items: list) -> list:
             d["items"] = ui_shape(it["items"])
         else:
             d["address"] = _unnamed(mapui_path(it["address"]))
-            d["shortname"] = _unnamed(it["shortname"])
+            d["shortname"] = _unnamed(it.get("shortname", ""))  # (faust gives a soundfile none)
             for k in ("init", "min", "max", "step"):
                 if k in it:
                     d[k] = float(f"{float(it[k]):.6g}")

@@ -929,9 +929,20 @@ class Evaluator:
             return BSeq(BPar(a, b, span=x.span), BPrim(x.op, span=x.span), span=x.span)
         if t is A.Delay1:
             return BSeq(self._pat_box(self._pattern(x.expr, env), x.span), BPrim("mem", span=x.span), span=x.span)
+        if t is A.Group and _mentions_ident(x.body):
+            # Faust matches a group box structurally; diffaust's groups only label widgets
+            raise FaustEvalError("a group (hgroup/vgroup/tgroup) in a pattern is not supported by diffaust: "
+                                 "match the group's content instead", x.span)
         if t is A.Apply:
             fn = self.eval(x.fn, env) if isinstance(x.fn, (A.Ident, A.Access)) else self._pattern(x.fn, env)
             args = [self._pattern(a, env) for a in x.args]
+            if type(fn) is Closure and len(args) <= len(fn.params) and not _has_patvar(fn):
+                # a function applied in a pattern is applied (Faust evaluates patterns):
+                # `faa(1, dup(f)) = f` with `dup(x) = (x, x)` matches (1, (6, 6))
+                try:
+                    return self.apply(fn, args, x.span)
+                except FaustEvalError:
+                    pass
             if any(_has_patvar(a) for a in args) or _has_patvar(fn):
                 fbox = self._pat_box(fn, x.span)
                 return BSeq(_par_list([self._pat_box(a, x.span) for a in args], x.span), fbox, span=x.span)
@@ -949,6 +960,25 @@ def _has_patvar(b):
         return True
     if type(b) in _STRUCT:
         return _has_patvar(b.a) or _has_patvar(b.b)
+    return False
+
+
+def _mentions_ident(node) -> bool:
+    """Whether an AST fragment names an identifier (in a pattern: a pattern variable)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if type(n) is A.Ident:
+            return True
+        fields = getattr(n, "__dataclass_fields__", None)
+        if fields is None:
+            continue
+        for f in fields:
+            v = getattr(n, f)
+            if isinstance(v, (list, tuple)):
+                stack.extend(v)
+            elif hasattr(v, "__dataclass_fields__"):
+                stack.append(v)
     return False
 
 

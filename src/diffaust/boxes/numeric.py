@@ -22,7 +22,7 @@ from typing import Optional, Union
 from ..errors import FaustEvalError
 from .arity import box_arity, try_arity
 from .box import (
-    Box, BConst, BCut, BMerge, BPar, BPrim, BRoute, BSeq, BSplit, BWaveform, BWire,
+    Box, BConst, BCut, BMerge, BPar, BPrim, BRoute, BSeq, BSlot, BSplit, BSymbolic, BWaveform, BWire,
 )
 
 Number = Union[int, float]
@@ -67,8 +67,10 @@ def fold_primitive(name: str, args) -> Optional[Number]:
     return None if r is None else r[1]
 
 
-def _outputs(box: Box, ins: list) -> list:
-    """Values of the outputs of `box` fed with `ins` (None = not a known number)."""
+def _outputs(box: Box, ins: list, env: Optional[dict] = None) -> list:
+    """Values of the outputs of `box` fed with `ins` (None = not a known number); env: the
+    values of the slots of the enclosing symbolic boxes (a function used as a diagram,
+    `3,6 : foo : /` with `foo(x, y) = (y, x)`: Faust's isBoxNumeric evaluates it too)."""
     t = type(box)
     if t is BConst:
         return [box.value]
@@ -90,22 +92,22 @@ def _outputs(box: Box, ins: list) -> list:
         return [fold_primitive(box.name, ins)]
     if t is BPar:
         ia = box_arity(box.a)[0]
-        return _outputs(box.a, ins[:ia]) + _outputs(box.b, ins[ia:])
+        return _outputs(box.a, ins[:ia], env) + _outputs(box.b, ins[ia:], env)
     if t is BSeq:
-        if not ins and box in _MEMO:
+        if not ins and not env and box in _MEMO:
             return _MEMO[box]
-        r = _outputs(box.b, _outputs(box.a, ins))
-        if not ins:
+        r = _outputs(box.b, _outputs(box.a, ins, env), env)
+        if not ins and not env:
             _MEMO[box] = r
         return r
     if t is BSplit:
-        mid = _outputs(box.a, ins)
+        mid = _outputs(box.a, ins, env)
         ib = box_arity(box.b)[0]
         if not mid:
-            return _outputs(box.b, [])
-        return _outputs(box.b, [mid[i % len(mid)] for i in range(ib)])
+            return _outputs(box.b, [], env)
+        return _outputs(box.b, [mid[i % len(mid)] for i in range(ib)], env)
     if t is BMerge:
-        mid = _outputs(box.a, ins)
+        mid = _outputs(box.a, ins, env)
         ib = box_arity(box.b)[0]
         sums = []
         for k in range(ib):
@@ -119,7 +121,7 @@ def _outputs(box: Box, ins: list) -> list:
                 else:
                     acc = fold_primitive("+", (acc, v))
             sums.append(acc)
-        return _outputs(box.b, sums)
+        return _outputs(box.b, sums, env)
     if t is BRoute:
         outs = [None] * box.outs
         acc = [[] for _ in range(box.outs)]
@@ -139,6 +141,14 @@ def _outputs(box: Box, ins: list) -> list:
         return outs
     if t is BWaveform:
         return [len(box.values), None]
+    if t is BSymbolic:  # \(slot).body: the first input is the slot's value
+        try:
+            body = box.body  # (a lazy function's conversion: where it cannot be, no number)
+        except FaustEvalError:
+            return [None] * (try_arity(box) or (0, 1))[1]
+        return _outputs(body, list(ins[1:]), {**(env or {}), box.slot: ins[0] if ins else None})
+    if t is BSlot:
+        return [(env or {}).get(box)]
     # recursions, widgets, foreign constants, slots, symbolic boxes...: not constant
     ar = try_arity(box)
     return [None] * (ar[1] if ar else 1)
