@@ -85,6 +85,7 @@ def run_one(name: str, src: str, folder: str, n: int) -> dict:
 
     import diffaust
     from diffaust import reference
+    from diffaust.conformance import _compare
 
     res = {"path": name}
     try:
@@ -104,17 +105,8 @@ def run_one(name: str, src: str, folder: str, n: int) -> dict:
     except Exception as e:  # noqa: BLE001 - every failure is reported
         res.update(status="error", detail=str(e).strip().splitlines()[0][:300])
         return res
-    if got.shape != ref.shape:
-        res.update(status="mismatch", detail=f"shape {got.shape} vs {ref.shape}")
-        return res
-    err = np.abs(got - ref)
-    bad = ~((got == ref) | (err <= TOL * (1 + np.abs(ref))) | (np.isnan(got) & np.isnan(ref)))
-    if bad.any():
-        o, i = np.argwhere(bad)[0]
-        res.update(status="mismatch", detail=f"{int(bad.sum())} samples differ; first output {o} sample {i}: "
-                                             f"diffaust {got[o, i]!r}, faust 2.85.9 {ref[o, i]!r}")
-    else:
-        res["status"] = "pass"
+    msg = _compare(got, ref, TOL)  # the conformance command's comparison
+    res.update({"status": "mismatch", "detail": msg} if msg else {"status": "pass"})
     return res
 
 

@@ -126,8 +126,7 @@ class FaustModule(nn.Module):
         self.dtype = torch.float64 if a["double"] else torch.float32
         self._np_dtype = np.float64 if a["double"] else np.float32
         self._diff_params = [p for p in self.dsp.params if p.diff]  # compiled without forward mode
-        self._variants = {(): self.dsp}
-        self._jvp_dsp = None  # the derivative program, for forward mode (compiled when first used)
+        self._variants = {((), False): self.dsp}  # (per-sample paths, diff) -> compiled program
         self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
         self._free: list = []  # forward mode's derivative buffers, given back by the backward pass
         self._lock = threading.Lock()
@@ -138,7 +137,7 @@ class FaustModule(nn.Module):
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
         for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
-                  "_jvp_dsp", "_ad_timed", "_free"):
+                  "_ad_timed", "_free"):
             state.pop(k, None)
         return state
 
@@ -171,31 +170,31 @@ class FaustModule(nn.Module):
         return (f"inputs={self.inputs}, outputs={self.outputs}, diff params: {labels}, "
                 f"sample_rate={self.sample_rate}, dtype={str(self.dtype).replace('torch.', '')}")
 
-    def _variant(self, paths: tuple):
-        """The program with the widgets `paths` read from extra inputs after its own."""
-        v = self._variants.get(paths)
+    def _variant(self, paths: tuple, diff: bool = False):
+        """The program with the widgets `paths` read from extra inputs after its own; with
+        diff, its derivative program (forward mode: outputs, then d output_o / d p_j in (o, j)
+        order).  Compiled when first asked, run in the module's blocks."""
+        key = (paths, diff)
+        v = self._variants.get(key)
         if v is None:
             with self._lock:
-                v = self._variants.get(paths)
+                v = self._variants.get(key)
                 if v is None:
                     d, a = self.dsp, self._args
-                    v = _compile_source(d.source, d.filename, double=a["double"], diff=False,
+                    v = _compile_source(d.source, d.filename, double=a["double"], diff=diff,
                                         sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
                                         varying=paths, **a["options"])
-                    self._variants[paths] = v
+                    self._variants[key] = v
         v.block_size = self.dsp.block_size  # the module's blocks (Faust's `count`)
         return v
 
     def _jvp(self):
-        """The derivative program (forward mode: outputs, then d output_o / d p_j in (o, j) order)."""
-        if self._jvp_dsp is None:
-            with self._lock:
-                if self._jvp_dsp is None:
-                    d, a = self.dsp, self._args
-                    self._jvp_dsp = _compile_source(d.source, d.filename, double=a["double"], diff=True,
-                                                    sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
-                                                    **a["options"])
-        return self._jvp_dsp
+        return self._variant((), diff=True)
+
+    @property
+    def _jvp_dsp(self):
+        """The derivative program if forward mode has compiled it, else None."""
+        return self._variants.get(((), True))
 
     def _choose_ad(self, eligible: bool, why: str, trial) -> str:
         """forward or reverse for one batch (see the module's docstring); `why`: what rules
