@@ -13,15 +13,18 @@
 
 The forward pass runs the compiled program, the backward pass its compiled reverse mode
 (`Dsp.vjp`): one call per batch item gives the gradients w.r.t. the input samples and every
-parameter at once.  Batch items run in parallel on a thread pool (the compiled code runs
-with the GIL released): no Python runs per sample.
+parameter at once.  Batch items run in SIMD lanes (``lanes``: 8 items per instance in
+float, 4 in double, `Dsp.lanes`: one compute() call runs a group; lane k's results are
+those of an instance of its own, bit for bit) and the groups in parallel on a thread pool
+(the compiled code runs with the GIL released): no Python runs per sample.
 
 ``ad`` ("auto", "forward" or "reverse") picks how the gradients are computed.  Reverse mode
 (the tape program forward, the adjoint program backward) gives them all.  Forward mode
-renders the outputs and their derivatives w.r.t. each ``[diff:1]`` parameter in one pass of
-the derivative program (`Dsp.render_jvp`); the backward pass is then a dot product per
-parameter, Σ ȳ·∂y/∂p: cheaper for a few parameters, but it gives gradients w.r.t. parameters
-that are constant over the block only — not w.r.t. ``x`` or a per-sample parameter.
+renders the outputs alone in the forward pass; the backward pass runs one program that
+computes the derivatives w.r.t. each ``[diff:1]`` parameter and sums ȳ·∂y/∂p as it goes
+(`Dsp.jvp_gradient`: no tape, no buffer of derivatives): cheaper for a few parameters, but
+it gives gradients w.r.t. parameters that are constant over the block only — not w.r.t.
+``x`` or a per-sample parameter.
 "auto" (the default) uses forward mode when nothing else asks for a gradient and the
 program has at most 2 ``[diff:1]`` parameters, or when, timed once on the module's first
 such batch (one item, each mode twice), it is the faster; else reverse mode.
@@ -87,7 +90,8 @@ class FaustModule(nn.Module):
     """A Faust program as an ``nn.Module``: ``forward(x, params) -> y``.
 
     FaustModule(program, *, sample_rate=48000, double=False, import_dirs=(), threads=None,
-                ad="auto", use_cache=True, bundled_only=False, nondiff=(), allow_native=False)
+                ad="auto", lanes=None, use_cache=True, bundled_only=False, nondiff=(),
+                allow_native=False)
 
     program: Faust source text or a path to a .dsp file.
     double: run in float64 (tensors are converted; the output is float64) instead of float32.
@@ -95,6 +99,10 @@ class FaustModule(nn.Module):
         may be changed later.
     ad: "auto", "forward" or "reverse": how gradients are computed (see the module's
         docstring); ``module.ad`` may be changed later.
+    lanes: batch items computed at once in the SIMD lanes of one instance (`Dsp.lanes`):
+        None = 8 in float, 4 in double; 1 = one item per instance.  Used by the render
+        without gradient and by forward mode; a program with control/enable runs one item
+        per instance.  ``module.lanes`` may be changed later.
     The other options are those of `diffaust.compile`.
 
     Attributes: ``dsp`` (the compiled `Dsp`), ``inputs``, ``outputs``, ``params`` (every
@@ -103,7 +111,7 @@ class FaustModule(nn.Module):
     """
 
     def __init__(self, program, *, sample_rate: int = 48000, double: bool = False, import_dirs=(),
-                 threads: Optional[int] = None, ad: str = "auto", **options):
+                 threads: Optional[int] = None, ad: str = "auto", lanes: Optional[int] = None, **options):
         super().__init__()
         bad = sorted(set(options) - set(_COMPILE_OPTIONS))
         if bad:
@@ -116,6 +124,7 @@ class FaustModule(nn.Module):
             raise UsageError(f"FaustModule: threads must be a whole number >= 1 (or None), got {threads!r}")
         self.threads = threads
         self.ad = _check_ad(ad)
+        self.lanes = _check_lanes(lanes)
         self._setup()
 
     # ------------------------------------------------------------ state
@@ -128,7 +137,7 @@ class FaustModule(nn.Module):
         self._diff_params = [p for p in self.dsp.params if p.diff]  # compiled without forward mode
         self._variants = {((), False): self.dsp}  # (per-sample paths, diff) -> compiled program
         self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
-        self._free: list = []  # forward mode's derivative buffers, given back by the backward pass
+        self._free: list = []  # reverse mode's tape buffers (in lanes), given back when the graph is freed
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._pool = None
@@ -170,18 +179,17 @@ class FaustModule(nn.Module):
         return (f"inputs={self.inputs}, outputs={self.outputs}, diff params: {labels}, "
                 f"sample_rate={self.sample_rate}, dtype={str(self.dtype).replace('torch.', '')}")
 
-    def _variant(self, paths: tuple, diff: bool = False):
-        """The program with the widgets `paths` read from extra inputs after its own; with
-        diff, its derivative program (forward mode: outputs, then d output_o / d p_j in (o, j)
-        order).  Compiled when first asked, run in the module's blocks."""
-        key = (paths, diff)
+    def _variant(self, paths: tuple):
+        """The program with the widgets `paths` read from extra inputs after its own.
+        Compiled when first asked, run in the module's blocks."""
+        key = (paths, False)
         v = self._variants.get(key)
         if v is None:
             with self._lock:
                 v = self._variants.get(key)
                 if v is None:
                     d, a = self.dsp, self._args
-                    v = _compile_source(d.source, d.filename, double=a["double"], diff=diff,
+                    v = _compile_source(d.source, d.filename, double=a["double"], diff=False,
                                         sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
                                         varying=paths, **a["options"])
                     self._variants[key] = v
@@ -189,12 +197,14 @@ class FaustModule(nn.Module):
         return v
 
     def _jvp(self):
-        return self._variant((), diff=True)
+        """Forward mode's gradient program (`Dsp.jvp_gradient`), compiled when first asked."""
+        return self.dsp.jvp_gradient()
 
     @property
     def _jvp_dsp(self):
-        """The derivative program if forward mode has compiled it, else None."""
-        return self._variants.get(((), True))
+        """Forward mode's gradient program if forward mode has compiled it, else None."""
+        jg = self.dsp.__dict__.get("_jvp_gradient")
+        return jg.dsp if jg is not None else None
 
     def _choose_ad(self, eligible: bool, why: str, trial) -> str:
         """forward or reverse for one batch (see the module's docstring); `why`: what rules
@@ -217,9 +227,8 @@ class FaustModule(nn.Module):
 
     def _take(self, shape: tuple, dtype) -> np.ndarray:
         """An uninitialized array, one given back by `_give` when one of that shape is free
-        (a fresh array of a batch's derivatives — 12 MB for 16 one-second examples with 3
-        parameters — costs its page faults on every step, as much as the renders of a small
-        program)."""
+        (a fresh array of a batch's tapes costs its page faults on every step, as much as
+        the renders of a small program)."""
         with self._lock:
             for k, a in enumerate(self._free):
                 if a.shape == shape and a.dtype == dtype:
@@ -280,10 +289,47 @@ class FaustModule(nn.Module):
                     failed.append(e)
                     return
 
-        for f in [pool.submit(worker) for _ in range(workers)]:
+        futures = [pool.submit(worker) for _ in range(workers - 1)]
+        worker()  # this thread takes its share too (one thread fewer to wake)
+        for f in futures:
             f.result()
         if failed:
             raise failed[0]
+
+    def _lane_programs(self, v, batch: int):
+        """v's lane programs (runtime/lanes.py) for a batch of `batch` items, or None: lanes
+        off (``lanes=1``), a batch of one, or a program that cannot run in lanes."""
+        width = _check_lanes(self.lanes)
+        if width == 1 or batch < 2:
+            return None
+        from .codegen.lanes import LanesUnsupported
+
+        try:
+            return v.lanes(width)  # None: the default width
+        except LanesUnsupported:
+            return None
+
+    def _reverse_lanes(self, rev, batch: int):
+        """rev's tape and adjoint programs in lanes (`Reverse.lanes`), or None (as `_lane_programs`)."""
+        width = _check_lanes(self.lanes)
+        if width == 1 or batch < 2:
+            return None
+        return rev.lanes(width)
+
+    def _lane_instance(self, lp):
+        """This thread's lane instance of lp, reset."""
+        insts = self._tls.__dict__.setdefault("lane_instances", {})
+        inst = insts.get(id(lp))
+        if inst is None:
+            inst = insts[id(lp)] = lp.instance()
+        else:
+            inst.reset()
+        return inst
+
+    def _lane_groups(self, batch: int, width: int) -> list:
+        """The batch's items as ceil(batch / width) groups of consecutive items, as even as can be."""
+        g = -(-batch // width)
+        return [range(k * batch // g, (k + 1) * batch // g) for k in range(g)]
 
     def _instance(self, v):
         """This thread's instance of variant v, reset."""
@@ -418,6 +464,15 @@ class _Spec:
 AD_MODES = ("auto", "forward", "reverse")
 
 
+def _check_lanes(lanes) -> Optional[int]:
+    """The lane width asked for: None = the default (runtime.lanes.DEFAULT_LANES)."""
+    if lanes is None:
+        return None
+    if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
+        raise UsageError(f"FaustModule: lanes must be a whole number >= 1 (or None), got {lanes!r}")
+    return int(lanes)
+
+
 def _check_ad(ad) -> str:
     if ad not in AD_MODES:
         raise UsageError(f"FaustModule: ad must be one of {', '.join(AD_MODES)}, got {ad!r}")
@@ -462,26 +517,30 @@ class _FaustFunction(torch.autograd.Function):
                    "a per-sample parameter requires grad" if any(need[2 + nc:]) else
                    "a parameter is given per sample" if spec.vary else "")
             mode = m._choose_ad(not why, why, lambda mode: _trial(m, v, mode, x2[0], n, cpaths, cvals[0]))
-            if mode == "forward":
-                fd = m._jvp()
-                O, P = fd.primal_outputs, len(fd.diff_params)
-                buf = m._take((B, O * (1 + P), n), npdt)
-
-                def render_jvp(b):
-                    inst = m._instance(fd)
-                    for k, path in enumerate(cpaths):
-                        inst.set_param(path, cvals[b, k])
-                    inst.compute(x2[b], n, out=buf[b])
-                    out[b] = buf[b, :O]
-
-                m._map(render_jvp, B)
-                ctx.jvp = (buf, O, [p.path for p in fd.diff_params])
-                # back to the module when the graph is freed (a training loop's next step, once
-                # it drops the previous output), for a later forward pass
-                weakref.finalize(ctx, m._give, buf)
+            if mode == "forward":  # the primal render now; the gradient program in the backward pass
+                ctx.jvp = m._jvp()
                 keep = False
         runs = [None] * B
         rev = v.reverse() if keep else None  # compiled once, here, not in every thread
+        rlanes = m._reverse_lanes(rev, B) if keep else None
+        ctx.rlanes = None
+
+        def lane_values(items) -> dict:  # {path: values over the items}
+            vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
+            vals.update({path: np.zeros(len(items)) for path in vpaths})  # the variant reads widget + input
+            return vals
+
+        if rlanes is not None:  # reverse mode's tape pass, the items in SIMD lanes
+            groups = m._lane_groups(B, rlanes[0].lanes)
+            # the tapes in one buffer of the module's, reused from step to step (fresh pages for
+            # every item's tape cost more than the tape program of a small program)
+            tbuf = m._take((len(groups),) + rev.tape_shape(rlanes, n), npdt)
+            weakref.finalize(ctx, m._give, tbuf)
+            done = []
+            m._map(lambda g: done.append(rev.forward_items(rlanes, x2, groups[g], n, lane_values(groups[g]),
+                                                           out, tbuf[g])), len(groups))
+            if all(done):
+                ctx.rlanes = (rlanes, groups, tbuf)
 
         def render(b):
             if keep:
@@ -497,7 +556,19 @@ class _FaustFunction(torch.autograd.Function):
                 inst.set_param(path, 0.0)
             inst.compute(x2[b], n, out=out[b])
 
-        if ctx.jvp is None:
+        lp = None if keep else m._lane_programs(v, B)
+        if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
+            groups = m._lane_groups(B, lp.lanes)
+
+            def render_lanes(g):
+                items = groups[g]
+                inst = m._lane_instance(lp)
+                for path, vals in lane_values(items).items():
+                    inst.set_param(path, vals)
+                inst.compute_items([(x2, 0)], [(out, 0)], items, n)
+
+            m._map(render_lanes, len(groups))
+        elif not (keep and ctx.rlanes is not None):
             m._map(render, B)
         ctx.runs = runs if keep else None
         ctx.spec = spec
@@ -526,22 +597,33 @@ class _FaustFunction(torch.autograd.Function):
         cpaths = [p.path for p in spec.const]
         want_c = [need[2 + k] for k in range(nc)]
 
-        if ctx.jvp is not None:  # forward mode: dL/dp_j = Σ_o Σ_n ȳ_o[n]·∂y_o[n]/∂p_j
-            from .runtime.kernels import pgrad
+        if ctx.jvp is not None:  # forward mode: dL/dp_j = Σ_o Σ_n ȳ_o[n]·∂y_o[n]/∂p_j, one program
+            jg = ctx.jvp
 
-            buf, O, dpaths = ctx.jvp
-            P = len(dpaths)
-            pick = [(k, dpaths.index(path)) for k, path in enumerate(cpaths) if want_c[k]]
+            def values(b):
+                return {path: float(cvals[b, k]) for k, path in enumerate(cpaths)}
 
-            def grad_jvp(b):
-                g = m._scratch("ybar", (n,), np.float64)
-                for o in range(O):
-                    np.copyto(g, ybar[b, o])
-                    s = pgrad(g, buf[b, O + o * P:O + (o + 1) * P])
-                    for k, j in pick:
-                        gc[b, k] += s[j]
+            def take(b, r):
+                for k, path in enumerate(cpaths):
+                    if want_c[k]:
+                        gc[b, k] = r[path]
 
-            m._map(grad_jvp, B)
+            lp = m._lane_programs(jg.dsp, B)
+            if lp is not None:  # the items in SIMD lanes, a group of them per instance
+                groups = m._lane_groups(B, lp.lanes)
+                rows = [jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
+
+                def grad_jvp_lanes(g):
+                    items = groups[g]
+                    acc = jg.run_items(lp, x2, ybar, items, n,
+                                       {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)})
+                    for k, r in enumerate(rows):
+                        if r >= 0:
+                            gc[items.start:items.stop, k] = acc[r]
+
+                m._map(grad_jvp_lanes, len(groups))
+            else:
+                m._map(lambda b: take(b, jg.run(x2[b], ybar[b], n, values(b))), B)
             dts = ctx.in_dtypes
             res = [None, None]
             for k in range(nc):
@@ -566,7 +648,27 @@ class _FaustFunction(torch.autograd.Function):
                     gc[b, k] = g.by_path[path]
 
         v.reverse()  # the first call compiles the reverse programs (once, here, not in every thread)
-        m._map(grad, B)
+        if ctx.rlanes is not None:  # the adjoint program, the items in SIMD lanes
+            rlanes, groups, tbuf = ctx.rlanes
+            rev = v.reverse()
+            gbuf = gx if gx is not None else m._take((B, I + nv, n), m._np_dtype)
+            rows = [rev.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
+            vpaths = [p.path for p in spec.vary]
+
+            def grad_lanes(g):
+                items = groups[g]
+                vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
+                vals.update({path: np.zeros(len(items)) for path in vpaths})
+                acc = rev.backward_items(rlanes, tbuf[g], ybar, items, n, vals, gbuf)
+                for k, r in enumerate(rows):
+                    if r >= 0:
+                        gc[items.start:items.stop, k] = acc[r]
+
+            m._map(grad_lanes, len(groups))
+            if gx is None:
+                m._give(gbuf)
+        else:
+            m._map(grad, B)
         dts = ctx.in_dtypes
         res = [None]
         res.append(torch.from_numpy(gx[:, :I]).to(*reversed(dts[0])) if need[1] else None)
@@ -581,16 +683,11 @@ def _trial(m, v, mode: str, x, n: int, cpaths, cvals) -> None:
     """One batch item's forward and backward pass in `mode` (auto's timing)."""
     values = {path: float(cvals[k]) for k, path in enumerate(cpaths)}
     if mode == "forward":
-        fd = m._jvp()
-        inst = m._instance(fd)
+        inst = m._instance(v)
         for path, val in values.items():
             inst.set_param(path, val)
         y = inst.compute(x, n)
-        from .runtime.kernels import pgrad
-
-        O, P = fd.primal_outputs, len(fd.diff_params)
-        for o in range(O):
-            pgrad(np.ones(n), y[O + o * P:O + (o + 1) * P])
+        m._jvp().run(x, np.ones_like(y), n, values)
         return
     rev = v.reverse()
     run = rev.forward(x, n, values)

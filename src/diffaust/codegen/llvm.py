@@ -49,12 +49,16 @@ CHUNK_SIZE = 250
 LINE_GROUPS = True  # interleave the ring buffers of a signal and its derivatives (see line_groups)
 
 
-def layout(prog: Program) -> tuple[dict, int]:
+def layout(prog: Program, lanes: int = 1, uniform=frozenset()) -> tuple[dict, int]:
     """name → (byte offset, nature, size); and the total size in bytes.
 
     The ring buffers of a group of `line_groups` are interleaved: one array whose element k
     holds element k of each (a line's offset is that of its first element; its elements are
-    `line_groups(prog)[name][1]` elements apart)."""
+    `line_groups(prog)[name][1]` elements apart).
+
+    lanes > 1 (codegen/lanes.py): every slot but those of `uniform` holds `lanes` copies,
+    interleaved: element j of lane k at offset + (j·lanes + k)·width (in a line group, the
+    element of each member holds its lanes)."""
     real_size = 8 if prog.real == "double" else 4
     off = 0
     table = {}
@@ -67,9 +71,10 @@ def layout(prog: Program) -> tuple[dict, int]:
         width = 4 if s.nature == "int" else 8 if s.nature == "double" else real_size
         off = (off + 7) & ~7
         members = groups.get(s.name, (None, 1, [s.name]))[2]
+        copies = 1 if s.name in uniform else lanes
         for lane, name in enumerate(members):
-            table[name] = (off + lane * width, s.nature, s.size)
-        off += width * s.size * len(members)
+            table[name] = (off + lane * width * copies, s.nature, s.size)
+        off += width * s.size * len(members) * copies
     return table, (off + 15) & ~15
 
 
@@ -235,6 +240,8 @@ class _ChunkEnv(dict):
 
 
 class _Lower:
+    io_lanes = 1  # channel pointers per input / output (codegen/lanes.py: one per lane)
+
     def __init__(self, prog: Program, module: ir.Module, sym: str):
         self.prog = prog
         self.m = module
@@ -309,18 +316,21 @@ class _Lower:
         if t is Op:
             return self.op(b, e, env)
         if t is Call:
-            args = [self.expr(b, a, env) for a in e.args]
-            if e.single:  # a C function of floats in a double program: C's conversions
-                f32 = ir.FloatType()
-                args = [b.fptrunc(a, f32) if a.type == self.real else a for a in args]
-                ret = f32 if e.nature == "real" else self.ty(e.nature)
-                r = b.call(self.fn(e.symbol or e.fname, ret, [a.type for a in args]), args)
-                return b.fpext(r, self.real) if e.nature == "real" else r
-            f = self.fn(e.symbol or e.fname, self.ty(e.nature), [a.type for a in args])
-            return b.call(f, args)
+            return self.call_values(b, e, [self.expr(b, a, env) for a in e.args])
         if t is LineRead:
             return self.line_read(b, e, env)
         raise DiffaustError(f"llvm backend: cannot lower {t.__name__}")
+
+    def call_values(self, b, e: Call, args):
+        """A foreign call on lowered arguments."""
+        if e.single:  # a C function of floats in a double program: C's conversions
+            f32 = ir.FloatType()
+            args = [b.fptrunc(a, f32) if a.type == self.real else a for a in args]
+            ret = f32 if e.nature == "real" else self.ty(e.nature)
+            r = b.call(self.fn(e.symbol or e.fname, ret, [a.type for a in args]), args)
+            return b.fpext(r, self.real) if e.nature == "real" else r
+        f = self.fn(e.symbol or e.fname, self.ty(e.nature), [a.type for a in args])
+        return b.call(f, args)
 
     def scalar_ptr(self, b, env, name):
         """Where a scalar state lives during compute: its alloca (a register), or, in a
@@ -329,8 +339,21 @@ class _Lower:
         return a if a is not None else self.slot_ptr(b, env["state"], name)
 
     def load_slot(self, b, name, env):
-        off, nature, size = self.layout[name]
-        return b.load(self.slot_ptr(b, env["state"], name), typ=self.ty(nature))
+        return self.ld(b, self.slot_ptr(b, env["state"], name), self.state_ty(name))
+
+    def state_ty(self, name):
+        """The type of a slot's value as compute holds it (codegen/lanes.py: a vector)."""
+        return self.ty(self.layout[name][1])
+
+    def ld(self, b, p, ty):
+        return b.load(p, typ=ty)
+
+    def as_state(self, b, v, name):
+        """v as slot `name` holds it (codegen/lanes.py: a uniform value copied to every lane)."""
+        return v
+
+    def st(self, b, v, p):
+        b.store(v, p)
 
     def fptosi(self, b, v):
         # C's (int)x on x86: truncation; NaN and out-of-range values give INT_MIN
@@ -354,9 +377,12 @@ class _Lower:
 
     def op(self, b, e: Op, env):
         """A primitive: its entry's llvm hook, else the generic rule of its `code`."""
-        p = PRIMITIVES[e.name]
         args = [self.expr(b, a, env) for a in e.args]
-        nats = [self.nature(a) for a in e.args]
+        return self.op_values(b, e, args, [self.nature(a) for a in e.args])
+
+    def op_values(self, b, e: Op, args, nats):
+        """Primitive e on lowered arguments `args` of natures `nats`."""
+        p = PRIMITIVES[e.name]
         if p.llvm is not None:
             return p.llvm(self, b, e, args, nats)
         code = p.code
@@ -423,30 +449,35 @@ class _Lower:
                 p = env[key] if key in env else self.slot_ptr(b, env["state"], st.slot)
                 b.store(b.fadd(b.load(p, typ=ir.DoubleType()), v), p)
             elif t is Store:
-                v = self.expr(b, st.expr, env)
+                v = self.as_state(b, self.expr(b, st.expr, env), st.slot)
                 key = "alloca:" + st.slot
                 if key in env:
                     b.store(v, env[key])
                 else:
-                    b.store(v, self.slot_ptr(b, env["state"], st.slot))
+                    self.st(b, v, self.slot_ptr(b, env["state"], st.slot))
             elif t is StoreAt:
                 idx = self.expr(b, st.index, env)
-                v = self.expr(b, st.expr, env)
-                b.store(v, self.slot_ptr(b, env["state"], st.slot, idx))
+                v = self.as_state(b, self.expr(b, st.expr, env), st.slot)
+                self.st(b, v, self.slot_ptr(b, env["state"], st.slot, idx))
             elif t is LineWrite:
                 line = self._line(st.line)
                 regs = env.get("shift:" + st.line)
                 if regs is not None:
-                    b.store(self.expr(b, st.expr, env), regs[0])
+                    b.store(self.as_state(b, self.expr(b, st.expr, env), st.line), regs[0])
                 elif not line.is_scalar:
-                    v = self.expr(b, st.expr, env)
+                    v = self.as_state(b, self.expr(b, st.expr, env), st.line)
                     iota = b.load(self.scalar_ptr(b, env, line.iota), typ=I32)
                     idx = b.and_(iota, ir.Constant(I32, line.mask))
-                    b.store(v, self.slot_ptr(b, env["state"], st.line, idx))
+                    self.st(b, v, self.slot_ptr(b, env["state"], st.line, idx))
             elif t is LineCommit:
                 line = self._line(st.line)
                 if line.is_scalar:
-                    b.store(self.expr(b, st.expr, env), self.scalar_ptr(b, env, st.line))
+                    v = self.as_state(b, self.expr(b, st.expr, env), st.line)
+                    p = env.get("alloca:" + st.line)
+                    if p is not None:
+                        b.store(v, p)
+                    else:
+                        self.st(b, v, self.slot_ptr(b, env["state"], st.line))
             elif t is Output:
                 v = self.expr(b, st.expr, env)
                 p = b.gep(env["out"][st.index], [self.io_index(b, env)], source_etype=self.real)
@@ -510,14 +541,14 @@ class _Lower:
         for s in slots:
             with b.goto_block(func_entry):
                 b.position_at_start(func_entry)
-                a = b.alloca(self.ty(s.nature), name=s.name)
+                a = b.alloca(self.state_ty(s.name), name=s.name)
             b.store(self.load_slot(b, s.name, env), a)
             env["alloca:" + s.name] = a
             saved.append((s, a))
 
         def write_back(bb):
             for s, a in saved:
-                bb.store(bb.load(a, typ=self.ty(s.nature)), self.slot_ptr(bb, env["state"], s.name))
+                self.st(bb, bb.load(a, typ=self.state_ty(s.name)), self.slot_ptr(bb, env["state"], s.name))
 
         return write_back
 
@@ -543,7 +574,7 @@ class _Lower:
         for name in st.clear:
             off, nature, size = self.layout[name]
             for k in range(size) if size <= 16 else []:
-                b.store(ir.Constant(self.ty(nature), 0), self.slot_ptr(b, env["state"], name, ir.Constant(I32, k)))
+                self.st(b, ir.Constant(self.state_ty(name), None), self.slot_ptr(b, env["state"], name, ir.Constant(I32, k)))
             if size > 16:
                 self._zero_array(b, fn, env, name, size, nature)
         sub_env = dict(env)
@@ -551,8 +582,8 @@ class _Lower:
 
         def body(bb):
             self.stmts(bb, st.sample, sub_env)
-            v = self.expr(bb, st.value, sub_env)
-            bb.store(v, self.slot_ptr(bb, env["state"], st.slot, sub_env["i"]))
+            v = self.as_state(bb, self.expr(bb, st.value, sub_env), st.slot)
+            self.st(bb, v, self.slot_ptr(bb, env["state"], st.slot, sub_env["i"]))
             self.stmts(bb, st.post, sub_env)
 
         self.loop(b, fn, ir.Constant(I32, st.size), body, sub_env)
@@ -562,7 +593,7 @@ class _Lower:
         sub = dict(env)
 
         def body(bb):
-            bb.store(ir.Constant(self.ty(nature), 0), self.slot_ptr(bb, env["state"], name, sub["i"]))
+            self.st(bb, ir.Constant(self.state_ty(name), None), self.slot_ptr(bb, env["state"], name, sub["i"]))
 
         self.loop(b, fn, ir.Constant(I32, size), body, sub)
 
@@ -609,9 +640,9 @@ class _Lower:
             self.build_chunked(b, fn, env, chunks)
             return
         env["in"] = [b.load(b.gep(ins, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
-                     for k in range(self.prog.inputs)]
+                     for k in range(self.prog.inputs * self.io_lanes)]
         env["out"] = [b.load(b.gep(outs, [ir.Constant(I64, k)], source_etype=PTR), typ=PTR)
-                      for k in range(self.prog.outputs)]
+                      for k in range(self.prog.outputs * self.io_lanes)]
         env[("var", "count")] = count
         env["count"] = count
         # const-rate slots: read once
@@ -626,7 +657,7 @@ class _Lower:
             self.stmts(bb, self.prog.sample, env)
             self.stmts(bb, self.prog.post, env)
             for name, regs in shift_back.lines:  # end of sample: every value one sample older
-                ty = self.ty(self._line(name).nature)
+                ty = self.state_ty(name)
                 for d in range(len(regs) - 1, 0, -1):
                     bb.store(bb.load(regs[d - 1], typ=ty), regs[d])
 
@@ -882,7 +913,7 @@ class _Lower:
         iota_cache = {}
         for name, dmax in sorted(self.shift_lines().items()):
             line = self._line(name)
-            ty = self.ty(line.nature)
+            ty = self.state_ty(name)
             regs = []
             for d in range(dmax + 1):
                 with b.goto_block(env["entry"]):
@@ -893,20 +924,20 @@ class _Lower:
             iota = iota_cache[line.iota]
             for d in range(1, dmax + 1):
                 idx = b.and_(b.sub(iota, ir.Constant(I32, d)), ir.Constant(I32, line.mask))
-                b.store(b.load(self.slot_ptr(b, env["state"], name, idx), typ=ty), regs[d])
-            b.store(ir.Constant(ty, 0), regs[0])
+                b.store(self.ld(b, self.slot_ptr(b, env["state"], name, idx), ty), regs[d])
+            b.store(ir.Constant(ty, None), regs[0])
             env["shift:" + name] = regs
             lines.append((name, regs))
 
         def shift_back(bb):
             for name, regs in lines:
                 line = self._line(name)
-                ty = self.ty(line.nature)
+                ty = self.state_ty(name)
                 a = env.get("alloca:" + line.iota)
                 iota = bb.load(a, typ=I32) if a is not None else self.load_slot(bb, line.iota, env)
                 for d in range(1, len(regs)):
                     idx = bb.and_(bb.sub(iota, ir.Constant(I32, d)), ir.Constant(I32, line.mask))
-                    bb.store(bb.load(regs[d], typ=ty), self.slot_ptr(bb, env["state"], name, idx))
+                    self.st(bb, bb.load(regs[d], typ=ty), self.slot_ptr(bb, env["state"], name, idx))
 
         shift_back.lines = lines
         return shift_back

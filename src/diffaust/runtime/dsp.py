@@ -355,6 +355,29 @@ class Dsp:
                     _warn(r.warnings)
         return r
 
+    def jvp_gradient(self):
+        """The compiled program of Σ ȳ·∂y/∂p for the [diff:1] parameters by forward mode,
+        summed in its loop (`runtime.jvpgrad.JvpGradient`), built once."""
+        r = self.__dict__.get("_jvp_gradient")
+        if r is None:
+            with _REVERSE_LOCK:
+                r = self.__dict__.get("_jvp_gradient")
+                if r is None:
+                    from .jvpgrad import JvpGradient
+
+                    r = self._jvp_gradient = JvpGradient(self)
+                    _warn(r.warnings)
+        return r
+
+    def lanes(self, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=()):
+        """This program lowered to run `lanes` instances at once, one per SIMD lane
+        (`runtime.lanes.LanePrograms`; default 8 lanes in float, 4 in double), compiled once;
+        packed_inputs / packed_outputs: channels whose lanes share one interleaved buffer.
+        Raises codegen.lanes.LanesUnsupported for a program with control/enable."""
+        from .lanes import lane_programs
+
+        return lane_programs(self, lanes, packed_inputs, packed_outputs)
+
     def listing(self, lang: str = "c") -> str:
         """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
         LLVM IR), 'cpp' (a C++ class `mydsp` with Faust's dsp interface, for Faust's architecture files)

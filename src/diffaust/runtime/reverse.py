@@ -27,7 +27,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DiffaustError, UsageError
 
 DEFAULT_MEMORY = 256 << 20  # bytes of tape (and of segment buffers) before checkpointing
 
@@ -224,7 +224,7 @@ class Reverse:
         tape = self._instances(params)[0]
         D = self.max_back
         y = np.empty((O, n), dtype=dt)
-        tbuf = np.zeros((T, D + n), dtype=dt)
+        tbuf = _tape_buffer(T, D, n, dt)
         tape.compute_rows(list(xs), list(y) + [r[D:] for r in tbuf], n, bs)
         return TapeRun(y, tbuf, xs, params, n, bs)
 
@@ -240,6 +240,75 @@ class Reverse:
         g = np.empty((self.n_inputs, run.n), dtype=dt)
         adj.compute_rows(list(y_bar) + [r[self.max_back:] for r in run.tape], list(g), run.n, max(1, run.n))
         return self._gradient(g, run.y, adj)
+
+    # -- batch items in SIMD lanes (runtime/lanes.py): forward and backward of a group at once
+    def lanes(self, width: Optional[int] = None):
+        """(tape program, adjoint program) lowered with lanes (`Dsp.lanes`), or None where
+        either cannot run in lanes (control/enable)."""
+        from ..codegen.lanes import LanesUnsupported
+
+        O, T = self.n_outputs, self.n_tape
+        tape = range(O, O + T)  # the tape channels: written and read by lane programs only, interleaved
+        try:
+            return self.tape_dsp.lanes(width, packed_outputs=tape), self.adjoint_dsp.lanes(width, packed_inputs=tape)
+        except LanesUnsupported:
+            return None
+
+    def _lane_instance(self, lp):
+        insts = self._tls.__dict__.setdefault("lane_instances", {})
+        inst = insts.get(id(lp))
+        if inst is None:
+            inst = insts[id(lp)] = lp.instance()
+        else:
+            inst.reset()
+        return inst
+
+    def tape_shape(self, lanes, n: int) -> tuple:
+        """The shape of a group's tape for `forward_items`: (tape channels, L·(history + n)),
+        the lanes interleaved."""
+        return (self.n_tape, lanes[0].lanes * (self.max_back + n))
+
+    def forward_items(self, lanes, x, items, n: int, values: dict, y, tape, block_size: Optional[int] = None) -> bool:
+        """`forward` of the batch items `items` (at most the lane width) at once, in the lanes
+        of `lanes` (from `Reverse.lanes`): x (batch, inputs, n) and y (batch, outputs, n)
+        C-contiguous arrays of the samples' dtype, the items' rows of y written; tape: the
+        group's (`tape_shape`), written (its history zeroed); values: {path: values over
+        `items`}.  False, nothing run, when the group's tape would exceed the default memory
+        (the caller runs `forward` item by item: checkpoints)."""
+        dt = self.dsp.dtype
+        bs = self.dsp._bs(block_size)
+        O, T = self.n_outputs, self.n_tape
+        L = lanes[0].lanes
+        if n * (O + T) * np.dtype(dt).itemsize * L > DEFAULT_MEMORY:
+            return False
+        self._check_blocks(n, bs, False)
+        D = self.max_back
+        if tape.shape != self.tape_shape(lanes, n) or tape.dtype != dt:
+            raise DiffaustError("internal error: forward_items: a tape of the wrong shape")
+        tape[:, :D * L] = 0.0
+        inst = self._lane_instance(lanes[0])
+        known = {p.path for p in inst.dsp.params}
+        for path, v in values.items():
+            if path in known:
+                inst.set_param(path, v)
+        inst.compute_items([(x, 0)], [(y, 0), (tape, D, "packed")], items, n, bs)
+        return True
+
+    def backward_items(self, lanes, tape, y_bar, items, n: int, values: dict, g) -> np.ndarray:
+        """`backward` of the items of one `forward_items` call at once (`tape`: its group's):
+        ȳ (batch, outputs, n), g (batch, inputs, n) for x̄ (written).  Returns (variables, len(items)): the gradient
+        w.r.t. each parameter of `self.paths`, item by item."""
+        yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
+        if not np.all(np.isfinite(yb)):
+            raise UsageError("y_bar holds NaN or Inf")
+        inst = self._lane_instance(lanes[1])
+        known = {p.path for p in inst.dsp.params}
+        for path, v in values.items():
+            if path in known:
+                inst.set_param(path, v)
+        inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
+                           items, n, max(1, n))
+        return inst.accumulators()[:, :len(items)]
 
     def _gradient(self, g, y, adj):
         words = adj._state
@@ -258,6 +327,15 @@ class TapeRun:
     params: dict
     n: int
     block_size: Optional[int] = None  # of the forward pass (None: the Dsp's)
+
+
+def _tape_buffer(T: int, D: int, n: int, dt) -> np.ndarray:
+    """(T, D + n) for a tape: the D columns of history before time 0 are zeros, the rest is
+    written by the tape program (every sample of every output: not zeroed first, whose fresh
+    pages cost as much as a small program's render)."""
+    a = np.empty((T, D + n), dtype=dt)
+    a[:, :D] = 0.0
+    return a
 
 
 def _inputs(x, inputs: int, n: int, dt) -> np.ndarray:
@@ -284,7 +362,8 @@ def _check_cotangent(y_bar, outputs: int, n: int, dt) -> np.ndarray:
     return a
 
 
-def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bool = False, accumulate: int = 0):
+def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bool = False, accumulate: int = 0,
+                     partners: dict | None = None):
     """(a runnable Dsp (diff=False) for a list of output signals of the program of `st`, the
     byte offsets in its state of the accumulators summing its last `accumulate` outputs)."""
     from ..codegen.llvm import build_module, jit
@@ -298,10 +377,12 @@ def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bo
     from ..signals.nodes import walk
     from ..signals.ops import unbounded_inputs
 
-    # the adjoint's inputs are cotangents and tape channels: not audio in [-1, 1]
+    # the adjoint's inputs are cotangents and tape channels: not audio in [-1, 1] (the jvp
+    # gradient's cotangents only multiply tangents that are summed: their range sizes nothing)
     with unbounded_inputs() if reversed_io else nullcontext():
         types = infer_types(signals)
-        prog = schedule(signals, types, n_inputs, dsp.double, foreign=st.foreign, accumulate=accumulate)
+        prog = schedule(signals, types, n_inputs, dsp.double, foreign=st.foreign, accumulate=accumulate,
+                        partners=partners)
     prog.reversed_io = reversed_io
     from ..codegen.llvm import layout
 
@@ -317,5 +398,6 @@ def _compile_signals(st, signals, n_inputs: int, dsp, what: str, reversed_io: bo
     obj, _ = jit().emit_object(str(mod))
     addrs = jit().load(obj, sym)
     opts = CompileOptions(double=dsp.double)
-    return (Dsp(meta, addrs[0], addrs[1], dsp.source, dsp.filename, opts, dsp.sample_rate),
-            [lay[a][0] for a in prog.accumulators], prog)
+    out = Dsp(meta, addrs[0], addrs[1], dsp.source, dsp.filename, opts, dsp.sample_rate)
+    out._program = prog  # its schedule (Dsp.lanes lowers it again; the source is the primal's)
+    return out, [lay[a][0] for a in prog.accumulators], prog

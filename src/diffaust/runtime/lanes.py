@@ -1,0 +1,245 @@
+"""Batches in SIMD lanes: L instances of a compiled program run by one compute() call.
+
+    lp = dsp.lanes()              # LanePrograms: dsp's program lowered with lanes (codegen/lanes.py)
+    inst = lp.instance()          # L instances, each with its own state and parameters
+    inst.set_param("fc", [500, 1000, 2000, 4000, ...])   # one value per lane
+    inst.compute(xs, n, outs)     # xs[k]: (inputs, n) of lane k; outs[k]: (outputs, n)
+
+Lane k's outputs are those of `dsp.instance()` with lane k's parameters and input, bit for
+bit (the same operations on the same values; tests/test_lanes.py).  A batch of B examples
+runs as ceil(B / L) lane groups; a group with fewer than L examples leaves its last lanes
+on a zero input.  The lane width: 8 in float, 4 in double (256-bit vectors) by default.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from typing import Optional
+
+import numpy as np
+
+from ..errors import DiffaustError, UsageError
+
+DEFAULT_LANES = {False: 8, True: 4}  # by `double`: 256-bit vectors
+
+
+class LanePrograms:
+    """A Dsp's program lowered with `lanes` lanes (compiled once, by `Dsp.lanes`)."""
+
+    def __init__(self, dsp, lanes: int, packed_inputs=frozenset(), packed_outputs=frozenset()):
+        from ..codegen.lanes import build_lane_module
+        from ..codegen.llvm import jit
+        from .dsp import _INIT, _COMPUTE, _reserve_symbol
+        from .pipeline import run_pipeline
+
+        self.dsp = dsp
+        self.lanes = lanes
+        # the scheduled program: kept by a Dsp built from signals (reverse mode's tape and
+        # adjoint programs), else compiled again from the Dsp's source and options
+        # (deterministic: the program the Dsp runs)
+        prog = dsp.__dict__.get("_program")
+        if prog is None:
+            if dsp._meta.get("name") in ("tape", "adjoint"):
+                raise DiffaustError("internal error: a reverse-mode program without its schedule")
+            prog = run_pipeline(dsp.source, dsp.filename, dsp.options).program
+        if (prog.inputs, prog.outputs) != (dsp.inputs, dsp.total_outputs):
+            raise DiffaustError("internal error: the lane program's channels are not the Dsp's")
+        sym = _reserve_symbol(f"lanes{lanes}_{id(self):x}")
+        self.packed_inputs, self.packed_outputs = frozenset(packed_inputs), frozenset(packed_outputs)
+        mod, info = build_lane_module(prog, sym, lanes, self.packed_inputs, self.packed_outputs)
+        obj, _ = jit().emit_object(str(mod))
+        addrs = jit().load(obj, sym)
+        if addrs is None or not all(addrs):
+            raise DiffaustError(f"internal error: the compiled program {sym} could not be loaded")
+        if len(info["param_offsets"]) != len(dsp.params):
+            raise DiffaustError("internal error: the lane program's parameters are not the Dsp's")
+        self._init = _INIT(addrs[0])
+        self._compute = _COMPUTE(addrs[1])
+        self._compute_addr = addrs[1]
+        self.state_size = info["state_size"]
+        self.param_offsets = info["param_offsets"]
+        # reverse mode's adjoint: its accumulators (double, one per lane)
+        self.accumulator_offsets = [info["layout"][slot][0] for slot in prog.accumulators]
+
+    def instance(self) -> "LaneInstance":
+        return LaneInstance(self)
+
+
+class LaneInstance:
+    """L running instances in one state: parameters per lane, `compute` for all lanes at once."""
+
+    def __init__(self, prog: LanePrograms):
+        self.prog = prog
+        d = prog.dsp
+        self.dsp = d
+        self.lanes = prog.lanes
+        self._state = np.zeros(max((prog.state_size + 7) // 8, 2), dtype=np.float64)
+        self._addr = self._state.ctypes.data
+        self._dt = d.dtype
+        self._width = 8 if d.double else 4
+        self._zero: Optional[np.ndarray] = None
+        self._sink: Optional[np.ndarray] = None
+        self.reset()
+
+    def reset(self):
+        """Every lane's state to zero, init(sample_rate), parameters to their init values
+        (the state that gives is kept: later resets copy it)."""
+        snap = self.prog.__dict__.get("_reset_state")
+        if snap is not None and snap.shape == self._state.shape:
+            np.copyto(self._state, snap)
+            return
+        self._state[:] = 0
+        for i, p in enumerate(self.dsp.params):
+            self.set_param(i, np.full(self.lanes, p.init))
+        self.prog._init(self._addr, self.dsp.sample_rate)
+        self.prog._reset_state = self._state.copy()
+
+    def set_param(self, name, values) -> None:
+        """Parameter `name` (label, path or index) in every lane: `values` of shape (lanes,)
+        (or fewer: the remaining lanes keep theirs)."""
+        i = self.dsp.param_index(name)
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        if v.size > self.lanes:
+            raise UsageError(f"{v.size} values for {self.lanes} lanes")
+        view = np.ndarray((v.size,), dtype=self._dt, buffer=self._state,
+                          offset=self.prog.param_offsets[i])
+        view[:] = v
+
+    def get_param(self, name) -> np.ndarray:
+        i = self.dsp.param_index(name)
+        return np.ndarray((self.lanes,), dtype=self._dt, buffer=self._state,
+                          offset=self.prog.param_offsets[i]).astype(np.float64)
+
+    def compute_items(self, ins, outs, items, n: int, block_size: Optional[int] = None) -> None:
+        """`compute` for batch items `items` (a range or sequence of at most `lanes` indices,
+        lane k = items[k]) of batch arrays: ins / outs are lists of (array, column) pairs, each
+        array C-contiguous (batch, channels, samples) of the samples' dtype, whose channels, in
+        list order, are the program's inputs / outputs, read / written from column `column`
+        on (n samples); or (array, column, "packed"): the group's own (channels, L·samples)
+        array of packed channels (`LanePrograms.packed_inputs` / `packed_outputs`), sample i
+        of lane k at (column + i)·L + k.  Checked once per array, the channel pointers made by
+        array arithmetic: a batch's fast path (the PyTorch layer)."""
+        d, L, dt = self.dsp, self.lanes, self._dt
+        items = np.asarray(items, dtype=np.intp).reshape(-1)
+        m = items.size
+        if m > L or m == 0:
+            raise UsageError(f"compute_items: 1 to {L} items, got {m}")
+        size = np.dtype(dt).itemsize
+
+        def pointers(segs, want, spare):
+            ptr = np.empty(max(want * L, 1), dtype=np.uintp)
+            c0 = 0
+            for seg in segs:
+                a, col = seg[0], seg[1]
+                if len(seg) > 2 and seg[2] == "packed":  # the group's interleaved (channels, L·samples)
+                    if (not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 2 or not a.flags.c_contiguous
+                            or a.shape[1] < (col + n) * L):
+                        raise UsageError(f"compute_items: a packed array must be C-contiguous "
+                                         f"{np.dtype(dt).name} (channels, >= {L} x (column + {n}))")
+                    for c in range(a.shape[0]):
+                        ptr[(c0 + c) * L:(c0 + c + 1) * L] = a[c].ctypes.data + col * L * size
+                    c0 += a.shape[0]
+                    continue
+                if (not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 3 or not a.flags.c_contiguous
+                        or a.shape[2] < col + n or items.max() >= a.shape[0] or items.min() < 0):
+                    raise UsageError(f"compute_items: arrays must be C-contiguous {np.dtype(dt).name} "
+                                     f"(batch, channels, >= column + {n})")
+                C, row = a.shape[1], a.shape[2] * size
+                base = a.ctypes.data + col * size + items * (C * row)
+                for c in range(C):
+                    ptr[(c0 + c) * L:(c0 + c) * L + m] = base + c * row
+                c0 += C
+            if c0 != want:
+                raise UsageError(f"compute_items: {want} channels expected, got {c0}")
+            if m < L:  # lanes without an item: a spare row (zeros in; a sink out, shared)
+                for c in range(want):
+                    ptr[c * L + m:(c + 1) * L] = spare.ctypes.data
+            return ptr
+
+        if m < L and (self._zero is None or self._zero.shape[1] < n):
+            self._zero = np.zeros((max(d.inputs, 1), n), dtype=dt)
+            self._sink = np.empty((max(d.total_outputs, 1), n), dtype=dt)
+        ip = pointers(ins, d.inputs, self._zero[0] if m < L else None)
+        op = pointers(outs, d.total_outputs, self._sink[0] if m < L else None)
+        self._run(n, ip.ctypes.data, op.ctypes.data, block_size)
+
+    def _run(self, n, ip, op, block_size):
+        if n <= 0:
+            return
+        d, L = self.dsp, self.lanes
+        bs = d._bs(block_size)
+        if n <= bs or not d.block_dependent:
+            self.prog._compute(self._addr, n, ip, op)
+            return
+        from ..codegen.llvm import block_driver
+
+        block_driver(d.double)(self.prog._compute_addr, self._addr, n, bs, d.inputs * L, d.total_outputs * L,
+                               ip, op)
+
+    def accumulators(self) -> np.ndarray:
+        """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
+        offs = self.prog.accumulator_offsets
+        out = np.empty((len(offs), self.lanes))
+        for i, off in enumerate(offs):
+            out[i] = np.ndarray((self.lanes,), dtype=np.float64, buffer=self._state, offset=off)
+        return out
+
+    def compute(self, xs, n: int, outs, block_size: Optional[int] = None) -> None:
+        """Run n samples in every lane: xs[k] (inputs) and outs[k] (outputs) are lane k's input
+        and output channels, each a 2-D array (channels, >= n) or a sequence of 1-D rows, every
+        row C-contiguous, of the samples' dtype; at most `lanes` of them (lanes without one run
+        on zeros into a scratch buffer).  xs may be None for a program without inputs.
+        block_size: as in `Instance.compute`."""
+        d, L, dt = self.dsp, self.lanes, self._dt
+        nin, nout = d.inputs, d.total_outputs
+        xs = [] if xs is None else [list(a) for a in xs]
+        outs = [list(a) for a in outs]
+        if len(outs) > L or len(xs) > L or (nin and len(xs) != len(outs)):
+            raise UsageError(f"compute: at most {L} lanes, as many inputs as outputs")
+        for rows, want in [(r, nin) for r in xs] + [(r, nout) for r in outs]:
+            if len(rows) != want or not all(
+                    isinstance(a, np.ndarray) and a.dtype == dt and a.ndim == 1 and a.shape[0] >= n
+                    and a.flags.c_contiguous for a in rows):
+                raise UsageError(f"compute: each lane needs {want} C-contiguous {np.dtype(dt).name} rows "
+                                 f"of >= {n} samples")
+        if len(outs) < L:
+            if self._zero is None or self._zero.shape[1] < n:
+                self._zero = np.zeros((max(nin, 1), n), dtype=dt)
+                self._sink = np.empty((max(nout, 1), n), dtype=dt)
+        ip = (ctypes.c_void_p * max(nin * L, 1))()
+        op = (ctypes.c_void_p * max(nout * L, 1))()
+        for k in range(L):
+            x = xs[k] if k < len(xs) else self._zero
+            y = outs[k] if k < len(outs) else self._sink
+            for c in range(nin):
+                ip[c * L + k] = x[c].ctypes.data
+            for c in range(nout):
+                op[c * L + k] = y[c].ctypes.data
+        self._run(n, ctypes.addressof(ip), ctypes.addressof(op), block_size)
+
+
+_LOCK = threading.Lock()
+
+
+def lane_programs(dsp, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=()) -> LanePrograms:
+    """dsp's LanePrograms (compiled on first use, kept on the Dsp); raises
+    codegen.lanes.LanesUnsupported for a program that cannot run in lanes."""
+    from ..codegen.lanes import LanesUnsupported
+
+    L = DEFAULT_LANES[bool(dsp.double)] if lanes is None else int(lanes)
+    if L < 2:
+        raise UsageError(f"lanes must be >= 2, got {lanes!r}")
+    key = (L, frozenset(packed_inputs), frozenset(packed_outputs))
+    cache = dsp.__dict__.setdefault("_lanes", {})
+    with _LOCK:
+        r = cache.get(key)
+        if r is None:
+            try:
+                r = cache[key] = LanePrograms(dsp, L, *key[1:])
+            except LanesUnsupported as e:
+                cache[key] = e
+                raise
+        if isinstance(r, Exception):
+            raise r
+        return r
