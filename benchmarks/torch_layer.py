@@ -7,6 +7,8 @@ rows (the DDSP case: a network predicts the parameters, the excitation needs no 
 w.r.t. the parameters only, where the layer's ``ad="auto"`` may pick forward mode (its
 column says which mode ran).  float32 (the layer's default), 1 thread and 2 threads
 (``FaustModule(..., threads=k)``); the scaling is the 1-thread time over the 2-thread time.
+The layer's defaults otherwise: the batch in SIMD lanes (``lanes=None``: 8 items per
+compiled call for resonlp, 4 for zita, whose state is larger; `runtime.lanes.lane_width`).
 Each time is the median of ``--reps`` after one warm-up, the thread counts timed in turn rep
 by rep so that they share the machine's load.
 

@@ -80,6 +80,7 @@ import numpy as np
 from .errors import UsageError
 from .runtime.dsp import compile as _compile
 from .runtime.dsp import compile_source as _compile_source
+from .runtime.dsp import thread_instance
 
 __all__ = ["FaustModule"]
 
@@ -296,35 +297,23 @@ class FaustModule(nn.Module):
         if failed:
             raise failed[0]
 
-    def _lane_programs(self, v, batch: int):
-        """v's lane programs (runtime/lanes.py) for a batch of `batch` items, or None: lanes
-        off (``lanes=1``), a batch of one, or a program that cannot run in lanes."""
+    def _lane_programs(self, batch: int, make):
+        """The lane programs for one kind of pass (runtime/lanes.py), or None: lanes off
+        (``lanes=1``), a batch of one, or a program that cannot run in lanes.  make(width)
+        builds them (width None: `runtime.lanes.lane_width`'s; LanesUnsupported or None: None)."""
         width = _check_lanes(self.lanes)
         if width == 1 or batch < 2:
             return None
         from .codegen.lanes import LanesUnsupported
 
         try:
-            return v.lanes(width)  # None: the default width
+            return make(width)
         except LanesUnsupported:
             return None
 
-    def _reverse_lanes(self, rev, batch: int):
-        """rev's tape and adjoint programs in lanes (`Reverse.lanes`), or None (as `_lane_programs`)."""
-        width = _check_lanes(self.lanes)
-        if width == 1 or batch < 2:
-            return None
-        return rev.lanes(width)
-
     def _lane_instance(self, lp):
         """This thread's lane instance of lp, reset."""
-        insts = self._tls.__dict__.setdefault("lane_instances", {})
-        inst = insts.get(id(lp))
-        if inst is None:
-            inst = insts[id(lp)] = lp.instance()
-        else:
-            inst.reset()
-        return inst
+        return thread_instance(self._tls, "lane_instances", lp)
 
     def _lane_groups(self, batch: int, width: int) -> list:
         """The batch's items as ceil(batch / width) groups of consecutive items, as even as can be."""
@@ -333,13 +322,7 @@ class FaustModule(nn.Module):
 
     def _instance(self, v):
         """This thread's instance of variant v, reset."""
-        insts = self._tls.__dict__.setdefault("instances", {})
-        inst = insts.get(id(v))
-        if inst is None:
-            inst = insts[id(v)] = v.instance()
-        else:
-            inst.reset()
-        return inst
+        return thread_instance(self._tls, "instances", v)
 
     # ------------------------------------------------------------ forward
     def forward(self, x: Optional[torch.Tensor] = None, params: Optional[dict] = None, *,
@@ -522,13 +505,14 @@ class _FaustFunction(torch.autograd.Function):
                 keep = False
         runs = [None] * B
         rev = v.reverse() if keep else None  # compiled once, here, not in every thread
-        rlanes = m._reverse_lanes(rev, B) if keep else None
         ctx.rlanes = None
 
         def lane_values(items) -> dict:  # {path: values over the items}
             vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
             vals.update({path: np.zeros(len(items)) for path in vpaths})  # the variant reads widget + input
             return vals
+
+        rlanes = m._lane_programs(B, rev.lanes) if keep else None
 
         if rlanes is not None:  # reverse mode's tape pass, the items in SIMD lanes
             groups = m._lane_groups(B, rlanes[0].lanes)
@@ -556,7 +540,7 @@ class _FaustFunction(torch.autograd.Function):
                 inst.set_param(path, 0.0)
             inst.compute(x2[b], n, out=out[b])
 
-        lp = None if keep else m._lane_programs(v, B)
+        lp = None if keep else m._lane_programs(B, v.lanes)
         if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
             groups = m._lane_groups(B, lp.lanes)
 
@@ -608,15 +592,17 @@ class _FaustFunction(torch.autograd.Function):
                     if want_c[k]:
                         gc[b, k] = r[path]
 
-            lp = m._lane_programs(jg.dsp, B)
+            def jvp_values(items) -> dict:
+                return {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
+
+            lp = m._lane_programs(B, jg.dsp.lanes)
             if lp is not None:  # the items in SIMD lanes, a group of them per instance
                 groups = m._lane_groups(B, lp.lanes)
                 rows = [jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
 
                 def grad_jvp_lanes(g):
                     items = groups[g]
-                    acc = jg.run_items(lp, x2, ybar, items, n,
-                                       {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)})
+                    acc = jg.run_items(lp, x2, ybar, items, n, jvp_values(items))
                     for k, r in enumerate(rows):
                         if r >= 0:
                             gc[items.start:items.stop, k] = acc[r]

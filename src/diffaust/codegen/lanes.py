@@ -42,8 +42,7 @@ from ..primitives.table import PRIMITIVES
 from ..signals.build import paused_gc
 from .llvm import I32, I64, I8, _Lower, layout
 from .schedule import (
-    Accumulate, Call, Cast, If, Input, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output, Program, Store,
-    StoreAt,
+    Accumulate, Call, Cast, If, Input, LineCommit, LineRead, LineWrite, LoadAt, Op, Output, Program, Store, StoreAt,
 )
 
 
@@ -214,12 +213,6 @@ class _LaneLower(_Lower):
     # -- expressions
     def expr(self, b, e, env):
         t = type(e)
-        if t is Load:
-            a = env.get("alloca:" + e.slot)
-            if a is not None:
-                return b.load(a, typ=self.state_ty(e.slot))
-            v = env.get("slot:" + e.slot)
-            return v if v is not None else self.load_slot(b, e.slot, env)
         if t is LoadAt:
             return self.element(b, env, e.slot, self.expr(b, e.index, env))
         if t is Input:
@@ -249,7 +242,7 @@ class _LaneLower(_Lower):
                                        for k in range(self.lanes)])
         if t is LineRead:
             return self.line_read(b, e, env)
-        return super().expr(b, e, env)  # Const, Var
+        return super().expr(b, e, env)  # Const, Var, Load (of the slot's type: llvm.state_ty)
 
     def op_values(self, b, e: Op, args, nats):
         if not any(self.is_vec(a) for a in args):
@@ -266,34 +259,9 @@ class _LaneLower(_Lower):
             finally:
                 self._vector_view = False
                 self.real = real
-        code = p.code
-        kind = code[0]
-        if kind == "binop":  # llvm._Lower.op_values's rules, on vectors
-            is_int = all(n == "int" for n in nats)
-            opname = code[1] if is_int else code[2]
-            if opname is None:
-                raise DiffaustError(f"llvm backend: primitive '{e.name}' on {nats}")
-            x, y = vargs
-            if opname == "srem":  # C's int % traps on 0 and -1: Faust gives 0
-                zero, bad_d = self.splat(b, ir.Constant(I32, 0)), self.splat(b, ir.Constant(I32, -1))
-                bad = b.or_(b.icmp_signed("==", y, zero), b.icmp_signed("==", y, bad_d))
-                safe = b.select(bad, self.splat(b, ir.Constant(I32, 1)), y)
-                return b.select(bad, zero, b.srem(x, safe))
-            if opname in ("shl", "ashr"):  # shift amounts modulo 32
-                y = b.and_(y, self.splat(b, ir.Constant(I32, 31)))
-            return getattr(b, {"and": "and_", "or": "or_"}.get(opname, opname))(x, y)
-        if kind == "cmp":
-            x, y = vargs
-            if all(n == "int" for n in nats):
-                c = b.icmp_signed(code[1], x, y)
-            elif code[2] == "unordered":
-                c = b.fcmp_unordered(code[1], x, y)
-            else:
-                c = b.fcmp_ordered(code[1], x, y)
-            return b.zext(c, self.vty("int"))
-        if kind == "intrinsic":
-            return b.call(self.vintrinsic(code[1], vargs[0].type, len(vargs)), vargs)
-        return self.per_lane(b, e, args, nats)  # a C math function: once per lane, as the scalar program
+        if p.code[0] not in ("binop", "cmp", "intrinsic"):
+            return self.per_lane(b, e, args, nats)  # a C math function: once per lane, as the scalar program
+        return super().op_values(b, e, vargs, nats)  # its rules build their constants like their operands
 
     def per_lane(self, b, e: Op, args, nats):
         """e lowered as the scalar program lowers it, once per lane."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import threading
 from typing import Optional
 
@@ -140,6 +141,12 @@ def _delay_key(e, depth: int = 0):
         if t is Op:
             return ("op", e.name, e.nature) + tuple(_delay_key(a, depth + 1) for a in e.args)
     return ("id", id(e))
+
+
+def _const_like(v, value):
+    """A constant of v's type: a scalar, or the same value in every element of a vector."""
+    t = v.type
+    return ir.Constant(t, [value] * t.count) if isinstance(t, ir.VectorType) else ir.Constant(t, value)
 
 
 def _cmp_pred(p: str) -> str:
@@ -296,7 +303,7 @@ class _Lower:
         if t is Load:
             a = env.get("alloca:" + e.slot)
             if a is not None:
-                return b.load(a, typ=self.ty(e.nature))
+                return b.load(a, typ=self.state_ty(e.slot))
             v = env.get("slot:" + e.slot)
             return v if v is not None else self.load_slot(b, e.slot, env)
         if t is LoadAt:
@@ -393,12 +400,13 @@ class _Lower:
             if opname is None:
                 raise DiffaustError(f"llvm backend: primitive '{e.name}' on {nats}")
             x, y = args
+            k = functools.partial(_const_like, y)  # (scalars, or vectors: codegen/lanes.py)
             if opname == "srem":  # C's int % traps on 0 and -1: Faust gives 0
-                bad = b.or_(b.icmp_signed("==", y, ir.Constant(I32, 0)), b.icmp_signed("==", y, ir.Constant(I32, -1)))
-                safe = b.select(bad, ir.Constant(I32, 1), y)
-                return b.select(bad, ir.Constant(I32, 0), b.srem(x, safe))
+                bad = b.or_(b.icmp_signed("==", y, k(0)), b.icmp_signed("==", y, k(-1)))
+                safe = b.select(bad, k(1), y)
+                return b.select(bad, k(0), b.srem(x, safe))
             if opname in ("shl", "ashr"):  # shift amounts modulo 32
-                y = b.and_(y, ir.Constant(I32, 31))
+                y = b.and_(y, k(31))
             return getattr(b, {"and": "and_", "or": "or_"}.get(opname, opname))(x, y)
         if kind == "cmp":
             x, y = args
@@ -408,13 +416,13 @@ class _Lower:
                 c = b.fcmp_unordered(code[1], x, y)
             else:
                 c = b.fcmp_ordered(code[1], x, y)
-            return b.zext(c, I32)
+            return b.zext(c, ir.VectorType(I32, c.type.count) if isinstance(c.type, ir.VectorType) else I32)
         if kind == "libm":
             ty = self.real
             f = self.fn(code[1] + self.sfx, ty, [ty] * len(args))
             return b.call(f, args)
         if kind == "intrinsic":
-            return b.call(self.intrinsic(code[1], self.real), args)
+            return b.call(self.intrinsic(code[1], args[0].type), args)
         raise missing_rule(p, "llvm lowering")
 
     def line_read(self, b, e: LineRead, env):

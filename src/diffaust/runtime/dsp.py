@@ -344,28 +344,27 @@ class Dsp:
 
     def reverse(self):
         """The compiled reverse-mode programs of this Dsp (`runtime.reverse.Reverse`), built once."""
-        r = self.__dict__.get("_reverse")
-        if r is None:
-            with _REVERSE_LOCK:
-                r = self.__dict__.get("_reverse")
-                if r is None:
-                    from .reverse import Reverse
+        from .reverse import Reverse
 
-                    r = self._reverse = Reverse(self)
-                    _warn(r.warnings)
-        return r
+        return self._built("_reverse", Reverse)
 
     def jvp_gradient(self):
         """The compiled program of Σ ȳ·∂y/∂p for the [diff:1] parameters by forward mode,
         summed in its loop (`runtime.jvpgrad.JvpGradient`), built once."""
-        r = self.__dict__.get("_jvp_gradient")
+        from .jvpgrad import JvpGradient
+
+        return self._built("_jvp_gradient", JvpGradient)
+
+    def _built(self, name: str, make):
+        """self.<name>, made by make(self) on first use (once, whatever the threads); its
+        compile warnings shown then."""
+        r = self.__dict__.get(name)
         if r is None:
             with _REVERSE_LOCK:
-                r = self.__dict__.get("_jvp_gradient")
+                r = self.__dict__.get(name)
                 if r is None:
-                    from .jvpgrad import JvpGradient
-
-                    r = self._jvp_gradient = JvpGradient(self)
+                    r = make(self)
+                    self.__dict__[name] = r
                     _warn(r.warnings)
         return r
 
@@ -521,6 +520,30 @@ class Instance:
 
 
 # ---------------------------------------------------------------- compile
+
+
+def thread_instance(tls, kind: str, prog):
+    """This thread's instance of `prog` (a Dsp or lane programs: `prog.instance()`), kept in
+    the threading.local `tls` under `kind`; reset when it is asked again."""
+    insts = tls.__dict__.setdefault(kind, {})
+    inst = insts.get(id(prog))
+    if inst is None:
+        inst = insts[id(prog)] = prog.instance()
+    else:
+        inst.reset()
+    return inst
+
+
+def set_read_params(inst, primal, params) -> None:
+    """Set on `inst` — an instance of a program built from `primal`'s signals (reverse
+    mode's tape and adjoint, the jvp gradient), or its lane instance — the parameters of
+    `params` ({name of a primal parameter: value, or values per lane}) that the program
+    reads; the others are skipped (the program does not have them)."""
+    known = {p.path for p in inst.dsp.params}
+    for name, v in (params or {}).items():
+        path = primal.params[primal.param_index(name)].path
+        if path in known:
+            inst.set_param(path, v)
 
 
 def input_block(x, inputs: int, n: Optional[int], dt) -> tuple:

@@ -19,55 +19,41 @@ summed over time in double.  With `Dsp.lanes`, a group of batch items runs in on
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import Optional
 
 import numpy as np
 
 from ..errors import DiffaustError, UsageError
+from .dsp import set_read_params, thread_instance
 
 
 class JvpGradient:
     """The compiled gradient program of a Dsp (built by `Dsp.jvp_gradient` on first use)."""
 
     def __init__(self, dsp):
-        from ..autodiff.jvp import diff_variables, jvp_program
+        from ..autodiff.jvp import jvp_program
         from ..signals import build as B
         from ..signals.nodes import input_
-        from .pipeline import COMPILE_LOCK, CompileOptions, _run_pipeline, check_nondiff
-        from .reverse import _compile_signals
+        from .reverse import _compile_signals, program_signals
 
-        opts = CompileOptions(double=dsp.double, diff=False, import_dirs=dsp.options.import_dirs,
-                              bundled_only=dsp.options.bundled_only, nondiff=(),
-                              allow_native=dsp.options.allow_native, use_cache=dsp.options.use_cache,
-                              varying=dsp.options.varying)
-        old = sys.getrecursionlimit()
-        with COMPILE_LOCK:
-            sys.setrecursionlimit(max(old, 20000))
-            try:
-                st = _run_pipeline(dsp.source, dsp.filename, opts, until="link_foreign")
-                variables = diff_variables(st.outputs)
-                if not variables:
-                    raise UsageError("the program has no [diff:1] parameter: there is no gradient to compute")
-                nondiff = check_nondiff(st.outputs, dsp.options.nondiff)
-                warnings: list = []
-                partners: dict = {}
-                with B.paused_gc():
-                    tangents = jvp_program(st.outputs, variables, nondiff=nondiff, warnings=warnings,
-                                           partners=partners)
-                    I, O = st.inputs, len(st.outputs)
-                    sums = []
-                    for j in range(len(variables)):
-                        g = B.const(0.0)
-                        for o in range(O):  # Σ_o ȳ_o·ẏ_o,j
-                            g = B.add(g, B.mul(input_(I + o), tangents[o][j]))
-                        sums.append(g)
-                self.warnings = warnings
-                self.dsp, self._acc, self.program = _compile_signals(
-                    st, sums, I + O, dsp, "jvpgrad", accumulate=len(variables), partners=partners)
-            finally:
-                sys.setrecursionlimit(old)
+        with program_signals(dsp) as (st, variables, nondiff):
+            if not variables:
+                raise UsageError("the program has no [diff:1] parameter: there is no gradient to compute")
+            warnings: list = []
+            partners: dict = {}
+            with B.paused_gc():
+                tangents = jvp_program(st.outputs, variables, nondiff=nondiff, warnings=warnings, partners=partners)
+                I, O = st.inputs, len(st.outputs)
+                sums = []
+                for j in range(len(variables)):
+                    g = B.const(0.0)
+                    for o in range(O):  # Σ_o ȳ_o·ẏ_o,j
+                        g = B.add(g, B.mul(input_(I + o), tangents[o][j]))
+                    sums.append(g)
+            self.warnings = warnings
+            self.dsp, self._acc, self.program = _compile_signals(
+                st, sums, I + O, dsp, "jvpgrad", accumulate=len(variables), partners=partners)
         if self.dsp.total_outputs != 0:
             raise DiffaustError("internal error: the jvp gradient program has outputs")
         self.n_inputs, self.n_outputs = I, O
@@ -77,16 +63,8 @@ class JvpGradient:
         self._tls = threading.local()
 
     def _instance(self, params):
-        inst = getattr(self._tls, "instance", None)
-        if inst is None:
-            inst = self._tls.instance = self.dsp.instance()
-        else:
-            inst.reset()
-        known = {p.path for p in inst.dsp.params}
-        for k, v in (params or {}).items():
-            path = self.primal.params[self.primal.param_index(k)].path
-            if path in known:
-                inst.set_param(path, v)
+        inst = thread_instance(self._tls, "instances", self.dsp)
+        set_read_params(inst, self.primal, params)
         return inst
 
     def run(self, x, y_bar, n: int, params: Optional[dict] = None, block_size: Optional[int] = None) -> dict:
@@ -103,13 +81,7 @@ class JvpGradient:
 
     def lane_instance(self, lanes):
         """This thread's instance of the lane programs `lanes` (``self.dsp.lanes()``), reset."""
-        insts = self._tls.__dict__.setdefault("lane_instances", {})
-        inst = insts.get(id(lanes))
-        if inst is None:
-            inst = insts[id(lanes)] = lanes.instance()
-        else:
-            inst.reset()
-        return inst
+        return thread_instance(self._tls, "lane_instances", lanes)
 
     def run_items(self, lanes, x, y_bar, items, n: int, values: dict, block_size: Optional[int] = None) -> np.ndarray:
         """`run` for the batch items `items` (at most the lane width) at once, in the lanes of
@@ -121,9 +93,6 @@ class JvpGradient:
         if not np.all(np.isfinite(yb)):
             raise UsageError("y_bar holds NaN or Inf")
         inst = self.lane_instance(lanes)
-        known = {p.path for p in inst.dsp.params}  # the widgets the gradient program reads
-        for path, v in values.items():
-            if path in known:
-                inst.set_param(path, v)
+        set_read_params(inst, self.primal, values)
         inst.compute_items([(x, 0), (y_bar, 0)], [], items, n, self.primal._bs(block_size))
         return inst.accumulators()[:, :len(items)]

@@ -8,7 +8,8 @@
 Lane k's outputs are those of `dsp.instance()` with lane k's parameters and input, bit for
 bit (the same operations on the same values; tests/test_lanes.py).  A batch of B examples
 runs as ceil(B / L) lane groups; a group with fewer than L examples leaves its last lanes
-on a zero input.  The lane width: 8 in float, 4 in double (256-bit vectors) by default.
+on a zero input.  The lane width: 8 in float, 4 in double (256-bit vectors) by default,
+half that for a program with a large state (`lane_width`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ import numpy as np
 from ..errors import DiffaustError, UsageError
 
 DEFAULT_LANES = {False: 8, True: 4}  # by `double`: 256-bit vectors
+SMALL_STATE = 512 << 10  # bytes: a larger program's state runs in half as many lanes (lane_width)
+
+
+def lane_width(dsp) -> int:
+    """The default lane width of a Dsp: 8 in float (4 in double), 256-bit vectors, for a
+    program whose state is at most SMALL_STATE bytes; half that for a larger one, whose
+    delay lines, L copies of them, leave the cache (measured on this machine, per item,
+    float: zita_rev1's adjoint 1.5 ms in 4 lanes, 3.2 ms in 8, 3.1 ms alone; its forward
+    gradient program 1.75 ms in 4 lanes, 1.86 in 8; resonlp's programs 2× faster in 8 lanes
+    than in 4: docs/DESIGN-NOTES.md, "Batches in SIMD lanes")."""
+    width = DEFAULT_LANES[bool(dsp.double)]
+    return width if dsp.state_size <= SMALL_STATE else width // 2
 
 
 class LanePrograms:
@@ -227,7 +240,7 @@ def lane_programs(dsp, lanes: Optional[int] = None, packed_inputs=(), packed_out
     codegen.lanes.LanesUnsupported for a program that cannot run in lanes."""
     from ..codegen.lanes import LanesUnsupported
 
-    L = DEFAULT_LANES[bool(dsp.double)] if lanes is None else int(lanes)
+    L = lane_width(dsp) if lanes is None else int(lanes)
     if L < 2:
         raise UsageError(f"lanes must be >= 2, got {lanes!r}")
     key = (L, frozenset(packed_inputs), frozenset(packed_outputs))

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
 from ..errors import DiffaustError, UsageError
+from .dsp import set_read_params, thread_instance
 
 DEFAULT_MEMORY = 256 << 20  # bytes of tape (and of segment buffers) before checkpointing
 
@@ -48,34 +50,44 @@ class Gradient:
     by_path: dict = field(default_factory=dict, repr=False)
 
 
+@contextmanager
+def program_signals(dsp):
+    """(stages, [diff:1] variables, --nondiff names) of `dsp`'s program up to its foreign
+    functions (the pipeline to link_foreign, without derivatives), for a program built from
+    its signals (reverse mode's, the jvp gradient's): under the compile lock, with a
+    recursion limit deep enough for their builders."""
+    from ..autodiff.jvp import diff_variables
+    from .pipeline import COMPILE_LOCK, CompileOptions, _run_pipeline, check_nondiff
+
+    opts = CompileOptions(double=dsp.double, diff=False, import_dirs=dsp.options.import_dirs,
+                          bundled_only=dsp.options.bundled_only, nondiff=(),
+                          allow_native=dsp.options.allow_native, use_cache=dsp.options.use_cache,
+                          varying=dsp.options.varying)
+    old = sys.getrecursionlimit()
+    with COMPILE_LOCK:
+        sys.setrecursionlimit(max(old, 20000))
+        try:
+            st = _run_pipeline(dsp.source, dsp.filename, opts, until="link_foreign")
+            yield st, diff_variables(st.outputs), check_nondiff(st.outputs, dsp.options.nondiff)
+        finally:
+            sys.setrecursionlimit(old)
+
+
 class Reverse:
     """The compiled tape and adjoint programs of a Dsp (built by `Dsp.vjp` on first use)."""
 
     def __init__(self, dsp):
-        from ..autodiff.jvp import diff_variables
         from ..autodiff.vjp import vjp_program
-        from .pipeline import COMPILE_LOCK, CompileOptions, _run_pipeline, check_nondiff
 
-        opts = CompileOptions(double=dsp.double, diff=False, import_dirs=dsp.options.import_dirs,
-                              bundled_only=dsp.options.bundled_only, nondiff=(),
-                              allow_native=dsp.options.allow_native, use_cache=dsp.options.use_cache,
-                              varying=dsp.options.varying)
-        old = sys.getrecursionlimit()
-        with COMPILE_LOCK:
-            sys.setrecursionlimit(max(old, 20000))
-            try:
-                st = _run_pipeline(dsp.source, dsp.filename, opts, until="link_foreign")
-                variables = diff_variables(st.outputs)
-                nondiff = check_nondiff(st.outputs, dsp.options.nondiff)
-                warnings: list = []
-                adj = vjp_program(st.outputs, variables, st.inputs, nondiff=nondiff, warnings=warnings)
-                self.warnings = warnings
-                primal = adj.primal if adj.primal is not None else st.outputs  # control/enable as held
-                self.tape_dsp, _, self.tape_program = _compile_signals(st, list(primal) + list(adj.tape), st.inputs, dsp, "tape")
-                self.adjoint_dsp, self._acc, self.adjoint_program = _compile_signals(st, adj.outputs, adj.inputs, dsp, "adjoint",
-                                                               reversed_io=True, accumulate=len(variables))
-            finally:
-                sys.setrecursionlimit(old)
+        with program_signals(dsp) as (st, variables, nondiff):
+            warnings: list = []
+            adj = vjp_program(st.outputs, variables, st.inputs, nondiff=nondiff, warnings=warnings)
+            self.warnings = warnings
+            primal = adj.primal if adj.primal is not None else st.outputs  # control/enable as held
+            self.tape_dsp, _, self.tape_program = _compile_signals(st, list(primal) + list(adj.tape), st.inputs, dsp,
+                                                                   "tape")
+            self.adjoint_dsp, self._acc, self.adjoint_program = _compile_signals(
+                st, adj.outputs, adj.inputs, dsp, "adjoint", reversed_io=True, accumulate=len(variables))
         self.n_outputs = len(st.outputs)
         self.n_tape = len(adj.tape)
         self.max_back = adj.max_back
@@ -120,11 +132,7 @@ class Reverse:
             for inst in pair:
                 inst.reset()
         for inst in pair:
-            known = {p.path for p in inst.dsp.params}
-            for k, v in (params or {}).items():
-                path = self.dsp.params[self.dsp.param_index(k)].path
-                if path in known:
-                    inst.set_param(path, v)
+            set_read_params(inst, self.dsp, params)
         return pair
 
     def _buffer(self, name: str, shape: tuple) -> np.ndarray:
@@ -247,21 +255,19 @@ class Reverse:
         either cannot run in lanes (control/enable)."""
         from ..codegen.lanes import LanesUnsupported
 
+        from .lanes import lane_width
+
         O, T = self.n_outputs, self.n_tape
         tape = range(O, O + T)  # the tape channels: written and read by lane programs only, interleaved
+        if width is None:  # one width for both: the adjoint reads the tape as the tape program wrote it
+            width = min(lane_width(self.tape_dsp), lane_width(self.adjoint_dsp))
         try:
             return self.tape_dsp.lanes(width, packed_outputs=tape), self.adjoint_dsp.lanes(width, packed_inputs=tape)
         except LanesUnsupported:
             return None
 
     def _lane_instance(self, lp):
-        insts = self._tls.__dict__.setdefault("lane_instances", {})
-        inst = insts.get(id(lp))
-        if inst is None:
-            inst = insts[id(lp)] = lp.instance()
-        else:
-            inst.reset()
-        return inst
+        return thread_instance(self._tls, "lane_instances", lp)
 
     def tape_shape(self, lanes, n: int) -> tuple:
         """The shape of a group's tape for `forward_items`: (tape channels, L·(history + n)),
@@ -287,10 +293,7 @@ class Reverse:
             raise DiffaustError("internal error: forward_items: a tape of the wrong shape")
         tape[:, :D * L] = 0.0
         inst = self._lane_instance(lanes[0])
-        known = {p.path for p in inst.dsp.params}
-        for path, v in values.items():
-            if path in known:
-                inst.set_param(path, v)
+        set_read_params(inst, self.dsp, values)
         inst.compute_items([(x, 0)], [(y, 0), (tape, D, "packed")], items, n, bs)
         return True
 
@@ -298,14 +301,13 @@ class Reverse:
         """`backward` of the items of one `forward_items` call at once (`tape`: its group's):
         ȳ (batch, outputs, n), g (batch, inputs, n) for x̄ (written).  Returns (variables, len(items)): the gradient
         w.r.t. each parameter of `self.paths`, item by item."""
+        if lanes[0].lanes != lanes[1].lanes or tape.shape != self.tape_shape(lanes, n):
+            raise DiffaustError("internal error: backward_items: the tape of another lane width")
         yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
         if not np.all(np.isfinite(yb)):
             raise UsageError("y_bar holds NaN or Inf")
         inst = self._lane_instance(lanes[1])
-        known = {p.path for p in inst.dsp.params}
-        for path, v in values.items():
-            if path in known:
-                inst.set_param(path, v)
+        set_read_params(inst, self.dsp, values)
         inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
                            items, n, max(1, n))
         return inst.accumulators()[:, :len(items)]
