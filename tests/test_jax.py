@@ -133,3 +133,32 @@ def test_readme_jax_block_runs():
     assert blocks, "README has no ```python jax block"
     for code in blocks:
         exec(compile(code, "README.md (python jax)", "exec"), {})
+
+
+def test_vmap_in_lanes_equals_one_item_per_call():
+    """Under vmap with a scalar per item for every parameter, the items run in SIMD lanes
+    (render and reverse mode): outputs and gradients equal those of one item per call
+    (lanes=1) exactly, a clamped value's gradient 0 included."""
+    src = ('import("stdfaust.lib");\nprocess = fi.resonlp(hslider("fc[diff:1]", 1000, 50, 5000, 0.01), '
+           'hslider("q[diff:1]", 2, 0.5, 10, 0.01), hslider("gain", 1, 0, 2, 0.01));')
+    xs = jnp.asarray(np.random.default_rng(3).uniform(-0.5, 0.5, (5, 1, 700)))
+    ps = {"fc": jnp.array([300.0, 900.0, 2000.0, 4500.0, 9000.0]),  # 9000: clamped to 5000
+          "q": jnp.array([0.7, 1.0, 3.0, 6.0, 9.0]), "gain": jnp.array([0.5, 1.0, 1.5, 2.0, 1.0])}
+
+    def loss(f):
+        return lambda p, x: jnp.sum(f(x, p) ** 2)
+
+    res = {}
+    for lanes in (None, 1):
+        f = faust_function(src, double=True, lanes=lanes)
+        res[lanes] = (jax.vmap(f)(xs, ps), jax.vmap(jax.grad(loss(f)))(ps, xs),
+                      jax.vmap(jax.grad(lambda x, p: jnp.sum(f(x, p) ** 2)))(xs, ps))
+        if lanes is None:
+            assert f.dsp.__dict__.get("_lanes") and f.dsp.reverse().tape_dsp.__dict__.get("_lanes")
+    np.testing.assert_array_equal(res[None][0], res[1][0])
+    for k in ps:
+        np.testing.assert_array_equal(res[None][1][k], res[1][1][k])
+    assert float(res[None][1]["fc"][4]) == 0.0 and float(res[None][1]["gain"][0]) == 0.0
+    np.testing.assert_array_equal(res[None][2], res[1][2])
+    with pytest.raises(UsageError, match="lanes must be"):
+        faust_function(src, lanes=0)

@@ -187,3 +187,12 @@ def test_compute_items_and_packed_channels_give_what_compute_gives():
         grad = rev.backward(run, yb[b])
         assert np.array_equal(grad.input, g[b])
         assert [grad.by_path[p] for p in rev.paths] == list(acc[:, b])
+
+
+def test_a_program_lowered_in_chunks_is_not_run_in_lanes(monkeypatch):
+    from diffaust.codegen import llvm
+
+    monkeypatch.setattr(llvm, "CHUNK_ABOVE", 10)  # this program's loop counts as large
+    d = diffaust.compile('process = _ : + ~ *(hslider("a", 0.5, 0, 0.9, 0.01)) : *(2) : +(1);', use_cache=False)
+    with pytest.raises(LanesUnsupported, match="chunks"):
+        d.lanes(4)

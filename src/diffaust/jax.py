@@ -8,8 +8,10 @@
 
 The forward pass is the compiled program, the backward pass its compiled reverse mode
 (`Dsp.vjp`), both called through ``jax.pure_callback``: the function works under
-``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a batch runs its items in parallel threads:
-the compiled code releases the GIL).  Computation happens on the CPU; arrays on an
+``jax.jit``, ``jax.grad`` and ``jax.vmap`` (a batch runs its items in SIMD lanes, a group
+of them per compiled call, when every parameter is a scalar per item, and the groups in
+parallel threads: the compiled code releases the GIL; lane k's results are those of the
+item alone, bit for bit).  Computation happens on the CPU; arrays on an
 accelerator are copied to the host and back (one copy of each array each way per call).
 
 Shapes: ``x`` (inputs, samples), or None for a program without inputs (then give
@@ -38,19 +40,27 @@ from .errors import UsageError
 
 
 def faust_function(program, *, sample_rate: int = 48000, double: bool = False, threads: int | None = None,
-                   n: int | None = None, **compile_options):
+                   n: int | None = None, lanes: int | None = None, **compile_options):
     """``f(x, params) -> y`` for the Faust program ``program`` (source text or a .dsp path).
 
     The keyword arguments are those of ``diffaust.compile`` (import_dirs, nondiff...), plus
-    ``threads`` (batch items run at once under ``vmap``; default: the CPU count) and ``n``
+    ``threads`` (groups of batch items run at once under ``vmap``; default: the CPU count),
+    ``lanes`` (batch items per compiled call, in SIMD lanes, when every parameter is a
+    scalar per item: `Dsp.lanes`' width by default, 1 = one item per call) and ``n``
     (samples, for a program without inputs).  ``f.dsp`` is the compiled ``Dsp``."""
+    import threading
+
     import diffaust
+    from .runtime.dsp import thread_instance
 
     if double and not jax.config.read("jax_enable_x64"):
         raise UsageError("faust_function(double=True) computes in float64: enable it first with "
                          "jax.config.update('jax_enable_x64', True)")
+    if lanes is not None and (isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1):
+        raise UsageError(f"faust_function: lanes must be a whole number >= 1 (or None), got {lanes!r}")
     dsp = diffaust.compile(program, double=double, sample_rate=sample_rate, **compile_options)
     dtype = np.float64 if double else np.float32
+    tls = threading.local()
     pool = ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1)
     labels = {p.label: p for p in dsp.params}
     diff_labels = {p.label for p in dsp.params if p.diff}  # [diff:1] widgets (the Dsp has no tangents)
@@ -112,13 +122,66 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
         a = np.asarray(a)
         return a.reshape((-1,) + a.shape[len(lead):]) if lead else a[None]
 
+    def lane_programs(B, nd, make):
+        """The lane programs (make(width)) for a batch of B items, or None: lanes off, a batch
+        of one, a parameter given per sample, a program that cannot run in lanes."""
+        if lanes == 1 or B < 2 or any(nd.values()):
+            return None
+        from .codegen.lanes import LanesUnsupported
+
+        try:
+            return make(lanes)
+        except LanesUnsupported:
+            return None
+
+    def groups(B, width):
+        g = -(-B // width)
+        return [range(k * B // g, (k + 1) * B // g) for k in range(g)]
+
+    def lane_values(ps, items):  # {label: clamped values over the items}
+        return {k: clamp(k, np.asarray(v[items.start:items.stop], dtype=np.float64)) for k, v in ps.items()}
+
     def render_cb(x, params, nd=None, count=None):
         lead = lead_of(x, params, nd)
         B = int(np.prod(lead)) if lead else 1
         xs = split(x, lead, 2) if x is not None else [None] * B
         ps = {k: split(v, lead, nd[k]) for k, v in params.items()}
+        lp = lane_programs(B, nd, dsp.lanes)
+        if lp is not None:  # the items in SIMD lanes, the groups on the pool
+            X = np.ascontiguousarray(xs, dtype=dtype) if x is not None else np.zeros((B, 0, count), dtype=dtype)
+            out = np.empty((B, dsp.outputs, count), dtype=dtype)
+
+            def run(items):
+                inst = thread_instance(tls, "lanes", lp)
+                for k, v in lane_values(ps, items).items():
+                    inst.set_param(k, v)
+                inst.compute_items([(X, 0)], [(out, 0)], items, count)
+
+            list(pool.map(run, groups(B, lp.lanes)))
+            return out.reshape(lead + (dsp.outputs, count))
         outs = list(pool.map(lambda b: one(xs[b], {k: ps[k][b] for k in ps}, count), range(B)))
         return np.stack(outs).reshape(lead + (dsp.outputs, count)).astype(dtype)
+
+    def vjp_lanes(rev, rl, xs, ps, ybs, B, count):
+        """(gx, {label: (B,)}) of a batch in lanes (reverse mode's tape and adjoint programs,
+        a group at a time), or None when a group's tape would exceed the memory budget."""
+        X = np.ascontiguousarray(xs, dtype=dtype) if xs[0] is not None else np.zeros((B, 0, count), dtype=dtype)
+        Yb = np.ascontiguousarray(ybs, dtype=dtype)
+        y = np.empty((B, dsp.outputs, count), dtype=dtype)
+        gx = np.empty((B, dsp.inputs, count), dtype=dtype)
+        acc = np.zeros((len(rev.paths), B))
+
+        def run(items):
+            vals = lane_values(ps, items)
+            tape = np.empty(rev.tape_shape(rl, count), dtype=dtype)
+            if not rev.forward_items(rl, X, items, count, vals, y, tape):
+                return False
+            acc[:, items.start:items.stop] = rev.backward_items(rl, tape, Yb, items, count, vals, gx)
+            return True
+
+        if not all(pool.map(run, groups(B, rl[0].lanes))):
+            return None
+        return gx, {path: acc[j] for j, path in enumerate(rev.paths)}
 
     def vjp_cb(x, params, y_bar, nd=None, count=None):
         lead = lead_of(x, params, nd)
@@ -126,6 +189,21 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
         xs = split(x, lead, 2) if x is not None else [None] * B
         ps = {k: split(v, lead, nd[k]) for k, v in params.items()}
         ybs = split(y_bar, lead, 2)
+        rev = dsp.reverse() if B >= 2 else None
+        rl = lane_programs(B, nd, rev.lanes) if rev is not None else None
+        got = vjp_lanes(rev, rl, xs, ps, ybs, B, count) if rl is not None else None
+        if got is not None:
+            gxl, by_path = got
+            gp = {}
+            for k, v in ps.items():
+                if k not in diff_labels:
+                    gp[k] = np.zeros(np.shape(params[k]), dtype=dtype)
+                    continue
+                lo, hi = sorted((labels[k].min, labels[k].max))
+                vals = np.asarray(v, dtype=np.float64).reshape(B)
+                gk = np.where((vals >= lo) & (vals <= hi), by_path[labels[k].path], 0.0)  # clamped: 0
+                gp[k] = gk.reshape(np.shape(params[k])).astype(dtype)
+            return (gxl.reshape(np.shape(x)).astype(dtype) if x is not None else None), gp
         res = list(pool.map(lambda b: one_vjp(xs[b], {k: ps[k][b] for k in ps}, ybs[b], count), range(B)))
         gx = np.stack([r[0] for r in res]).reshape(np.shape(x)).astype(dtype) if x is not None else None
         gp = {k: np.stack([r[1][k] for r in res]).reshape(np.shape(params[k])).astype(dtype) for k in params}
