@@ -40,6 +40,11 @@ g = hslider("g [diff:1]", 0.7, 0.1, 2, 0.01);
 c = (+(1) ~ _);
 process(x) = (c % int(n)) + (c << 3 >> int(n+8)), select2(x > 0, x*g, pow(abs(x) + g, g)),
              ma.tanh(x*g) + floor(x*10*g), int(x*1e6*g);""",
+    # two delay lines that no input or parameter reaches (uniform: one copy for every lane),
+    # interleaved as a line group, next to per-lane ones
+    "uniform_lines": """g = hslider("g [diff:1]", 0.5, 0, 1, 0.01);
+c = (+(1) ~ _) : *(0.001);
+process(x) = x*g + c@100 + (c*c)@100, (x*g)@50 + (x*x)@50 + c;""",
     # reads `count`: run block by block
     "count": """g = hslider("g [diff:1]", 0.5, 0, 1, 0.01);
 process(x) = x*g + fvariable(int count, <math.h>)*0.001 : +~*(0.5*g);""",
@@ -153,7 +158,7 @@ def test_bad_lane_arguments():
         inst.compute([x, x], 10, [np.zeros((1, 10), np.float64)] * 2)
     with pytest.raises(UsageError, match="1 to 2 items"):
         inst.compute_items([(x[None], 0)], [(x[None], 0)], [0, 0, 0], 10)
-    with pytest.raises(UsageError, match="C-contiguous"):
+    with pytest.raises(UsageError, match="must be float32"):
         inst.compute_items([(x[None].astype(np.float64), 0)], [(x[None], 0)], [0, 0], 10)
 
 

@@ -320,6 +320,49 @@ def remake(n: Sig, args: tuple) -> Sig:
     return mk(n.op, n.attr, args)
 
 
+class DirectionalTangents(Tangents):
+    """Tangents along a direction: d/dε s(p + ε·v), where the direction's component v_j for
+    variable j is the signal seeds[p_j] (a widget).  One tangent program for every
+    variable: the union of their tangents' shapes, each variable's contribution scaled by
+    its seed.  Run in SIMD lanes with seed v = e_k in lane k (runtime/jvpdir.py), lane k
+    computes d/dp_k — P tangents for the price of one in vector registers.  A contribution
+    whose seed is 0 adds an exact 0 (x + 0·a = x) where its partial a is finite; where a is
+    infinite or NaN it gives NaN (0·∞), which the runtime detects and answers with the
+    per-variable program."""
+
+    def __init__(self, seeds: dict, order: list, groups: dict, masks: dict, nondiff=frozenset(),
+                 warnings: list | None = None, free: dict | None = None, fractional: frozenset | None = None):
+        variables = list(seeds)
+        super().__init__(variables[0], "dv", order, groups, nondiff=nondiff, warnings=warnings, masks=masks,
+                         bit=0, free=free, fractional=fractional)
+        self.bit = (1 << len(variables)) - 1  # depends on any of the variables
+        self.seeds = seeds
+
+    def _rule(self, s: Sig) -> Sig:
+        if s.op == "control":
+            return self.seeds.get(s, B.const(0.0))  # d p_j = v_j; any other widget: 0
+        return super()._rule(s)
+
+
+def directional_jvp_program(outputs, variables, seeds: list, nondiff=frozenset(), warnings: list | None = None,
+                            partners: dict | None = None) -> list:
+    """d out_o along the direction (seeds[j] for variables[j]): a list (outputs) of tangents
+    (see `DirectionalTangents`); partners as in `jvp_program`."""
+    with B.paused_gc():
+        order = walk(outputs)
+        groups = {n.attr: n for n in order if n.op == "rec"}
+        t = DirectionalTangents(dict(zip(variables, seeds)), order, groups, dependence(order, variables),
+                                nondiff=nondiff, warnings=warnings, fractional=fractional_parts(order))
+        result = [t.of(s) for s in outputs]
+        if partners is not None:
+            for n in order:
+                if n.op in STATEFUL_TANGENTS:
+                    d = t.memo.get(n)
+                    if d is not None and d.op == n.op:
+                        partners.setdefault(n, []).append(d)
+        return result
+
+
 # ops that keep state from one sample to the next and whose tangent is the same op on the
 # tangents (a delay line of x' beside the line of x...): the tangent's state must run
 # whenever the primal's does (see `jvp_program`'s partners)

@@ -40,9 +40,10 @@ from llvmlite import ir
 from ..errors import DiffaustError
 from ..primitives.table import PRIMITIVES
 from ..signals.build import paused_gc
-from .llvm import I32, I64, I8, _Lower, layout
+from .llvm import I32, I64, I8, _Lower, lane_line_groups, layout
 from .schedule import (
-    Accumulate, Call, Cast, If, Input, LineCommit, LineRead, LineWrite, LoadAt, Op, Output, Program, Store, StoreAt,
+    Accumulate, Call, Cast, Const, If, Input, Let, LineCommit, LineRead, LineWrite, Load, LoadAt, Op, Output, Program,
+    Store, StoreAt, Var,
 )
 
 
@@ -59,42 +60,97 @@ def _hooks_vectorizable() -> frozenset:
                       T._llvm_select2, T._llvm_select3})
 
 
-def uniform_slots(prog: Program) -> frozenset:
-    """Slots holding the same value in every lane: IOTAs, and the slots no statement of
-    `block`, `sample` or `post` writes that are not parameters (init computes from the
-    sample rate and constants only)."""
-    written = set()
+def uniform_slots(prog: Program, shared_inputs=frozenset(), shared_params=frozenset()) -> frozenset:
+    """Slots holding the same value in every lane, a fixpoint: start from every slot but the
+    parameters not in `shared_params` (slot names), then a slot (or delay line) that a
+    statement of `block`, `sample` or `post` writes with a value that may differ between
+    lanes — one that reads a per-lane slot, line or variable, or an input not in
+    `shared_inputs` — is per-lane, until nothing changes.  IOTAs are uniform (a counter);
+    `init` computes from the sample rate and constants only, so what only it writes is
+    uniform.  A batch (every input and parameter per lane) keeps uniform what no input or
+    parameter reaches (a counter, a table filled at init); forward mode's directional lanes
+    (shared inputs and parameters, per-lane seeds) keep the whole primal uniform."""
+    per_lane = {name for name, _ in prog.params if name not in shared_params}
+    stmts = []
 
-    def scan(stmts):
+    def flat(xs):
+        for st in xs:
+            if type(st) is If:
+                flat(st.body)
+            else:
+                stmts.append(st)
+
+    flat(prog.block)
+    flat(prog.sample)
+    flat(prog.post)
+    iotas = {s.name for s in prog.slots if s.kind == "iota"}
+    while True:
+        lets: dict = {}
+        memo: dict = {}
+
+        def uni(e) -> bool:  # the same value in every lane
+            t = type(e)
+            if t is Const:
+                return True
+            if t is Var:
+                return lets.get(e.name, False)
+            if t is Load:
+                return e.slot not in per_lane
+            if t is Input:
+                return e.index in shared_inputs
+            k = id(e)
+            r = memo.get(k)
+            if r is None:
+                if t is LoadAt:
+                    r = e.slot not in per_lane and uni(e.index)
+                elif t is LineRead:
+                    r = e.line not in per_lane and uni(e.delay)
+                elif t in (Op, Call):
+                    r = all(uni(a) for a in e.args)
+                elif t is Cast:
+                    r = uni(e.expr)
+                else:
+                    r = False  # anything else: per lane
+                memo[k] = r
+            return r
+
+        grown = False
         for st in stmts:
             t = type(st)
-            if t is If:
-                scan(st.body)
-            elif t in (Store, StoreAt, Accumulate):
-                written.add(st.slot)
+            if t is Let:
+                lets[st.var.name] = uni(st.expr)
+                continue
+            if t in (Store, Accumulate):
+                target, ok = st.slot, uni(st.expr)
+            elif t is StoreAt:
+                target, ok = st.slot, uni(st.expr) and uni(st.index)
             elif t in (LineWrite, LineCommit):
-                written.add(st.line)
-
-    scan(prog.block)
-    scan(prog.sample)
-    scan(prog.post)
-    params = {name for name, _ in prog.params}
-    return frozenset(s.name for s in prog.slots
-                     if s.kind == "iota" or (s.name not in written and s.name not in params and s.kind != "param"))
+                target, ok = st.line, uni(st.expr)
+            else:
+                continue
+            if not ok and target not in per_lane and target not in iotas:
+                per_lane.add(target)
+                grown = True
+        if not grown:
+            break
+    return frozenset(s.name for s in prog.slots if s.name not in per_lane)
 
 
 class _LaneLower(_Lower):
     """`_Lower` with every per-instance value a vector of `lanes` instances."""
 
     def __init__(self, prog: Program, module: ir.Module, sym: str, lanes: int,
-                 packed_inputs=frozenset(), packed_outputs=frozenset()):
+                 packed_inputs=frozenset(), packed_outputs=frozenset(), shared_inputs=frozenset(),
+                 shared_params=frozenset()):
         super().__init__(prog, module, sym)
         self.packed_inputs = frozenset(packed_inputs)
         self.packed_outputs = frozenset(packed_outputs)
+        self.shared_inputs = frozenset(shared_inputs)
         if lanes < 2:
             raise DiffaustError(f"internal error: lanes must be >= 2, got {lanes}")
         self.lanes = self.io_lanes = lanes
-        self.uniform = uniform_slots(prog)
+        self.uniform = uniform_slots(prog, self.shared_inputs, frozenset(shared_params))
+        self.groups = lane_line_groups(prog, self.uniform)
         self.layout, self.size = layout(prog, lanes, self.uniform)
         self.vector_hooks = _hooks_vectorizable()
         for nature in ("real", "int", "double"):
@@ -164,10 +220,10 @@ class _LaneLower(_Lower):
         """Element `index` of slot `name` (lane `lane` of it, where the slot has lanes)."""
         off, nature, size = self.layout[name]
         p = b.gep(state, [ir.Constant(I64, off)], source_etype=I8)
+        group = self.groups.get(name)
+        if group is not None and index is not None:  # interleaved with its group's lines
+            index = b.mul(index, ir.Constant(index.type, group[1]))
         if name not in self.uniform:
-            group = self.groups.get(name)
-            if group is not None and index is not None:  # interleaved with its group's lines
-                index = b.mul(index, ir.Constant(index.type, group[1]))
             k = ir.Constant(I32, lane)
             index = k if index is None else b.add(b.mul(index, ir.Constant(index.type, self.lanes)), k)
         if index is not None:
@@ -219,6 +275,9 @@ class _LaneLower(_Lower):
             i = self.io_index(b, env)
             if e.back:
                 i = b.sub(i, ir.Constant(I32, e.back))
+            if e.index in self.shared_inputs:  # every lane reads the same buffer: one scalar
+                p = b.gep(env["in"][e.index * self.lanes], [i], source_etype=self.real)
+                return b.load(p, typ=self.real)
             if e.index in self.packed_inputs:  # the lanes interleaved in one buffer: sample i at i·L
                 p = b.gep(env["in"][e.index * self.lanes], [b.mul(i, ir.Constant(I32, self.lanes))],
                           source_etype=self.real)
@@ -295,8 +354,14 @@ class _LaneLower(_Lower):
         for st in stmts:
             t = type(st)
             if t is Output:
-                v = self.splat(b, self.expr(b, st.expr, env))
+                v = self.expr(b, st.expr, env)
                 i = self.io_index(b, env)
+                if not self.is_vec(v) and st.index not in self.packed_outputs:  # the same in every lane
+                    for k in range(self.lanes):
+                        p = b.gep(env["out"][st.index * self.lanes + k], [i], source_etype=self.real)
+                        b.store(v, p)
+                    continue
+                v = self.splat(b, v)
                 if st.index in self.packed_outputs:  # interleaved: sample i at i·L
                     p = b.gep(env["out"][st.index * self.lanes], [b.mul(i, ir.Constant(I32, self.lanes))],
                               source_etype=self.real)
@@ -306,6 +371,9 @@ class _LaneLower(_Lower):
                     p = b.gep(env["out"][st.index * self.lanes + k], [i], source_etype=self.real)
                     b.store(b.extract_element(v, ir.Constant(I32, k)), p)
             elif t is Accumulate:
+                if st.slot in self.uniform:  # a uniform sum: the scalar rule
+                    super().stmts(b, [st], env)
+                    continue
                 v = self.splat(b, self.expr(b, st.expr, env))
                 dty = ir.VectorType(ir.DoubleType(), self.lanes)
                 if v.type != dty:
@@ -343,10 +411,13 @@ class _LaneLower(_Lower):
 
 
 def build_lane_module(prog: Program, sym: str, lanes: int, packed_inputs=frozenset(),
-                      packed_outputs=frozenset()) -> tuple[ir.Module, dict]:
+                      packed_outputs=frozenset(), shared_inputs=frozenset(),
+                      shared_params=frozenset()) -> tuple[ir.Module, dict]:
     """LLVM IR module with `<sym>_init` and `<sym>_compute` running `lanes` instances at once
     (the channels of `packed_inputs` / `packed_outputs` interleaved: one buffer per channel,
-    sample i of lane k at i·lanes + k, read / written as one vector; inputs[c·L] points to it);
+    sample i of lane k at i·lanes + k, read / written as one vector; inputs[c·L] points to it;
+    `shared_inputs`: inputs every lane reads from one buffer, inputs[c·L]; `shared_params`:
+    parameter slots with one value for every lane);
     and what the runtime needs: {"state_size", "param_offsets" (UI order: lane 0's element;
     lane k's is k·width after it), "lanes", "layout" (`llvm.layout` with lanes)}."""
     import llvmlite.binding as llvm
@@ -354,10 +425,11 @@ def build_lane_module(prog: Program, sym: str, lanes: int, packed_inputs=frozens
     m = ir.Module(name=sym)
     m.triple = llvm.get_process_triple()
     with paused_gc():
-        lower = _LaneLower(prog, m, sym, lanes, packed_inputs, packed_outputs)
+        lower = _LaneLower(prog, m, sym, lanes, packed_inputs, packed_outputs, shared_inputs, shared_params)
         lower.build()
     return m, {"state_size": lower.size, "param_offsets": lower.param_offsets, "lanes": lanes,
-               "layout": lower.layout}
+               "layout": lower.layout,
+               "param_uniform": [name in lower.uniform for name, _ in prog.params]}
 
 
 __all__ = ["LanesUnsupported", "build_lane_module", "uniform_slots"]

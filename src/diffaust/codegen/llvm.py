@@ -63,7 +63,7 @@ def layout(prog: Program, lanes: int = 1, uniform=frozenset()) -> tuple[dict, in
     real_size = 8 if prog.real == "double" else 4
     off = 0
     table = {}
-    groups = line_groups(prog)
+    groups = lane_line_groups(prog, uniform) if lanes > 1 else line_groups(prog)
     # parameters first, so their offsets do not move when other slots are added
     slots = sorted(prog.slots, key=lambda s: 0 if s.kind == "param" else 1)
     for s in slots:
@@ -123,6 +123,13 @@ def line_groups(prog: Program) -> dict:
                 out[name] = (lane, len(members), members)
     prog._line_groups = out
     return out
+
+
+def lane_line_groups(prog: Program, uniform) -> dict:
+    """`line_groups` for a program lowered with lanes: only groups whose lines are all
+    uniform or all per-lane (a uniform line holds one copy, a per-lane line L)."""
+    return {name: g for name, g in line_groups(prog).items()
+            if len({m in uniform for m in g[2]}) == 1}
 
 
 def _delay_key(e, depth: int = 0):

@@ -299,6 +299,12 @@ class Dsp:
         if w is not None:  # d/dp of a per-sample parameter: along a constant offset of all samples
             v, x2, p2, _, n = w
             return v.render_jvp(x2, n, p2, reuse=reuse, block_size=bs)
+        lanes = self._directional()
+        if lanes is not None:  # a large derivative program: its P tangents in P SIMD lanes
+            got = lanes.render(x, n, params, bs, reuse)
+            if got is not None:
+                return got
+            # a tangent came out NaN or infinite there: the per-variable program's answer
         if reuse:
             y = self._scratch_render(x, n, params, bs)
         else:
@@ -306,6 +312,29 @@ class Dsp:
         p = self.primal_outputs
         k = len(self.diff_params)
         return y[:p], y[p:].reshape(p, k, y.shape[-1])
+
+    def _directional(self):
+        """render_jvp's directional lanes (runtime/jvpdir.py), or None: a derivative program
+        smaller than jvpdir.MIN_LOOP_STATEMENTS, fewer than 2 or more than jvpdir.MAX_LANES
+        parameters, or a program that cannot run in lanes (control/enable)."""
+        from . import jvpdir
+
+        r = self.__dict__.get("_directional_lanes", False)
+        if r is not False:
+            return r
+        P = len(self.diff_params)
+        if (P < 2 or P > jvpdir.MAX_LANES or not self.options.diff
+                or self._meta.get("loop_statements", 0) < jvpdir.MIN_LOOP_STATEMENTS):
+            r = None
+        else:
+            from ..codegen.lanes import LanesUnsupported
+
+            try:
+                r = self._built("_directional_built", jvpdir.DirectionalLanes)
+            except LanesUnsupported:
+                r = None
+        self.__dict__["_directional_lanes"] = r
+        return r
 
     def vjp(self, x=None, y_bar=None, params: Optional[dict] = None, *, n: Optional[int] = None,
             memory: Optional[int] = None, block_size: Optional[int] = None):
@@ -368,14 +397,17 @@ class Dsp:
                     _warn(r.warnings)
         return r
 
-    def lanes(self, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=()):
+    def lanes(self, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=(), shared_inputs=(),
+              shared_params=()):
         """This program lowered to run `lanes` instances at once, one per SIMD lane
         (`runtime.lanes.LanePrograms`; default 8 lanes in float, 4 in double), compiled once;
-        packed_inputs / packed_outputs: channels whose lanes share one interleaved buffer.
+        packed_inputs / packed_outputs: channels whose lanes share one interleaved buffer;
+        shared_inputs: inputs every lane reads from one buffer; shared_params: parameter
+        paths with one value for every lane.
         Raises codegen.lanes.LanesUnsupported for a program with control/enable."""
         from .lanes import lane_programs
 
-        return lane_programs(self, lanes, packed_inputs, packed_outputs)
+        return lane_programs(self, lanes, packed_inputs, packed_outputs, shared_inputs, shared_params)
 
     def listing(self, lang: str = "c") -> str:
         """The generated program: 'c' (readable C-like listing of the per-sample loop), 'llvm' (optimized
@@ -806,6 +838,6 @@ def _metadata(st) -> dict:
     # controls are constant during a compute() call and between calls of one render
     block_dependent = any(s.op == "fvar" for s in walk(st.signals))
     return {"inputs": st.inputs, "outputs": prog.outputs, "primal_outputs": len(st.outputs),
-            "block_dependent": block_dependent,
+            "block_dependent": block_dependent, "loop_statements": len(prog.sample) + len(prog.post),
             "params": params, "diff_indices": diff_indices, "derivative_names": names,
             "state_size": size, "metadata": [list(kv) for kv in st.metadata], "name": st.name}

@@ -40,7 +40,8 @@ def lane_width(dsp) -> int:
 class LanePrograms:
     """A Dsp's program lowered with `lanes` lanes (compiled once, by `Dsp.lanes`)."""
 
-    def __init__(self, dsp, lanes: int, packed_inputs=frozenset(), packed_outputs=frozenset()):
+    def __init__(self, dsp, lanes: int, packed_inputs=frozenset(), packed_outputs=frozenset(),
+                 shared_inputs=frozenset(), shared_params=frozenset()):
         from ..codegen.lanes import build_lane_module
         from ..codegen.llvm import jit
         from .dsp import _INIT, _COMPUTE, _reserve_symbol
@@ -60,7 +61,13 @@ class LanePrograms:
             raise DiffaustError("internal error: the lane program's channels are not the Dsp's")
         sym = _reserve_symbol(f"lanes{lanes}_{id(self):x}")
         self.packed_inputs, self.packed_outputs = frozenset(packed_inputs), frozenset(packed_outputs)
-        mod, info = build_lane_module(prog, sym, lanes, self.packed_inputs, self.packed_outputs)
+        self.shared_inputs = frozenset(shared_inputs)
+        slots = {c.path: slot for slot, c in prog.params}
+        unknown = sorted(set(shared_params) - set(slots))
+        if unknown:
+            raise UsageError(f"shared_params: the program has no parameter {unknown[0]}")
+        mod, info = build_lane_module(prog, sym, lanes, self.packed_inputs, self.packed_outputs, self.shared_inputs,
+                                      frozenset(slots[path] for path in shared_params))
         obj, _ = jit().emit_object(str(mod))
         addrs = jit().load(obj, sym)
         if addrs is None or not all(addrs):
@@ -72,6 +79,7 @@ class LanePrograms:
         self._compute_addr = addrs[1]
         self.state_size = info["state_size"]
         self.param_offsets = info["param_offsets"]
+        self.param_uniform = info["param_uniform"]  # one value for every lane (shared_params)
         # reverse mode's adjoint: its accumulators (double, one per lane)
         self.accumulator_offsets = [info["layout"][slot][0] for slot in prog.accumulators]
 
@@ -115,24 +123,33 @@ class LaneInstance:
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size > self.lanes:
             raise UsageError(f"{v.size} values for {self.lanes} lanes")
+        if self.prog.param_uniform[i]:  # one value, shared by every lane
+            if v.size and np.any(v != v[0]):
+                raise UsageError(f"parameter '{self.dsp.params[i].label}' is shared by every lane: one value")
+            v = v[:1]
         view = np.ndarray((v.size,), dtype=self._dt, buffer=self._state,
                           offset=self.prog.param_offsets[i])
         view[:] = v
 
     def get_param(self, name) -> np.ndarray:
         i = self.dsp.param_index(name)
+        if self.prog.param_uniform[i]:
+            return np.full(self.lanes, np.ndarray((1,), dtype=self._dt, buffer=self._state,
+                                                  offset=self.prog.param_offsets[i])[0], dtype=np.float64)
         return np.ndarray((self.lanes,), dtype=self._dt, buffer=self._state,
                           offset=self.prog.param_offsets[i]).astype(np.float64)
 
     def compute_items(self, ins, outs, items, n: int, block_size: Optional[int] = None) -> None:
         """`compute` for batch items `items` (a range or sequence of at most `lanes` indices,
         lane k = items[k]) of batch arrays: ins / outs are lists of (array, column) pairs, each
-        array C-contiguous (batch, channels, samples) of the samples' dtype, whose channels, in
+        array (batch, channels, samples) of the samples' dtype, contiguous along the samples
+        (a transposed view is fine), whose channels, in
         list order, are the program's inputs / outputs, read / written from column `column`
-        on (n samples); or (array, column, "packed"): the group's own (channels, L·samples)
-        array of packed channels (`LanePrograms.packed_inputs` / `packed_outputs`), sample i
-        of lane k at (column + i)·L + k.  Checked once per array, the channel pointers made by
-        array arithmetic: a batch's fast path (the PyTorch layer)."""
+        on (n samples); or (array, column, lane_items): the same with the array's own items
+        per lane (lane k = lane_items[k]); or (array, column, "packed"): the group's own
+        (channels, L·samples) array of packed channels (`LanePrograms.packed_inputs` /
+        `packed_outputs`), sample i of lane k at (column + i)·L + k.  Checked once per array,
+        the channel pointers made by array arithmetic: a batch's fast path (the PyTorch layer)."""
         d, L, dt = self.dsp, self.lanes, self._dt
         items = np.asarray(items, dtype=np.intp).reshape(-1)
         m = items.size
@@ -154,14 +171,18 @@ class LaneInstance:
                         ptr[(c0 + c) * L:(c0 + c + 1) * L] = a[c].ctypes.data + col * L * size
                     c0 += a.shape[0]
                     continue
-                if (not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 3 or not a.flags.c_contiguous
-                        or a.shape[2] < col + n or items.max() >= a.shape[0] or items.min() < 0):
-                    raise UsageError(f"compute_items: arrays must be C-contiguous {np.dtype(dt).name} "
-                                     f"(batch, channels, >= column + {n})")
-                C, row = a.shape[1], a.shape[2] * size
-                base = a.ctypes.data + col * size + items * (C * row)
+                its = items if len(seg) == 2 else np.asarray(seg[2], dtype=np.intp).reshape(-1)
+                if isinstance(a, np.ndarray) and a.ndim == 3 and a.shape[1] == 0:
+                    continue  # no channel: no pointer (numpy's strides of an empty array are anything)
+                if (not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 3 or a.strides[2] != size
+                        or min(a.strides[:2]) < 0 or a.shape[2] < col + n or its.size != m
+                        or its.max() >= a.shape[0] or its.min() < 0):
+                    raise UsageError(f"compute_items: arrays must be {np.dtype(dt).name} (batch, channels, "
+                                     f">= column + {n}), contiguous along the samples, an item per lane")
+                C = a.shape[1]
+                base = a.ctypes.data + col * size + its * a.strides[0]
                 for c in range(C):
-                    ptr[(c0 + c) * L:(c0 + c) * L + m] = base + c * row
+                    ptr[(c0 + c) * L:(c0 + c) * L + m] = base + c * a.strides[1]
                 c0 += C
             if c0 != want:
                 raise UsageError(f"compute_items: {want} channels expected, got {c0}")
@@ -235,7 +256,8 @@ class LaneInstance:
 _LOCK = threading.Lock()
 
 
-def lane_programs(dsp, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=()) -> LanePrograms:
+def lane_programs(dsp, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=(), shared_inputs=(),
+                  shared_params=()) -> LanePrograms:
     """dsp's LanePrograms (compiled on first use, kept on the Dsp); raises
     codegen.lanes.LanesUnsupported for a program that cannot run in lanes."""
     from ..codegen.lanes import LanesUnsupported
@@ -243,7 +265,8 @@ def lane_programs(dsp, lanes: Optional[int] = None, packed_inputs=(), packed_out
     L = lane_width(dsp) if lanes is None else int(lanes)
     if L < 2:
         raise UsageError(f"lanes must be >= 2, got {lanes!r}")
-    key = (L, frozenset(packed_inputs), frozenset(packed_outputs))
+    key = (L, frozenset(packed_inputs), frozenset(packed_outputs), frozenset(shared_inputs),
+           frozenset(shared_params))
     cache = dsp.__dict__.setdefault("_lanes", {})
     with _LOCK:
         r = cache.get(key)
