@@ -355,11 +355,7 @@ def directional_jvp_program(outputs, variables, seeds: list, nondiff=frozenset()
                                 nondiff=nondiff, warnings=warnings, fractional=fractional_parts(order))
         result = [t.of(s) for s in outputs]
         if partners is not None:
-            for n in order:
-                if n.op in STATEFUL_TANGENTS:
-                    d = t.memo.get(n)
-                    if d is not None and d.op == n.op:
-                        partners.setdefault(n, []).append(d)
+            _note_partners(order, t, partners)
         return result
 
 
@@ -398,14 +394,20 @@ def _jvp_program(outputs, variables, trace, nondiff, warnings, partners=None) ->
         for o, s in enumerate(outputs):
             result[o][k] = t.of(s)
         if partners is not None:
-            for n in order:
-                if n.op in STATEFUL_TANGENTS:
-                    d = t.memo.get(n)
-                    if d is not None and d.op == n.op:
-                        partners.setdefault(n, []).append(d)
+            _note_partners(order, t, partners)
         if trace is not None:
             from ..signals.printer import format_sig
 
             for o, s in enumerate(outputs):
                 trace.append(f"  d out{o} / d {v.attr.label} = {format_sig(result[o][k], 200)}")
     return result
+
+
+def _note_partners(order, t: Tangents, partners: dict) -> None:
+    """partners[n] += the tangent of each stateful node n of `order` that `t` made into the
+    same op (its state must run whenever n's does: `jvp_program`)."""
+    for n in order:
+        if n.op in STATEFUL_TANGENTS:
+            d = t.memo.get(n)
+            if d is not None and d.op == n.op:
+                partners.setdefault(n, []).append(d)
