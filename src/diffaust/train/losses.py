@@ -195,6 +195,22 @@ def _stft_adjoint(g, idx, w, length):
 
 
 _WORK = threading.local()  # this thread's work buffers of the fast STFT (see _work)
+_POOL: list = []  # [executor or None]: the loss terms' threads, made on first use (_pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool():
+    """The process's thread pool for the terms of a multi-resolution loss (one thread per
+    core), or None on one core."""
+    with _POOL_LOCK:
+        if not _POOL:
+            import os
+            from concurrent.futures import ThreadPoolExecutor
+
+            cores = os.cpu_count() or 1
+            _POOL.append(ThreadPoolExecutor(max_workers=cores, thread_name_prefix="diffaust-loss")
+                         if cores > 1 else None)
+        return _POOL[0]
 
 
 def _work(name: str, shape: tuple, dtype=np.float64, zeroed: bool = False) -> np.ndarray:
@@ -375,9 +391,17 @@ class _BoundMRSTFT:
     def __call__(self, y):
         y2, _ = _channels(y, self.t)
         r = len(self.plans)
-        terms = [self._term(plan, self.target[c][k] if self.target is not None
-                            else self._target_features(plan, self.t[c], transient=True), y2[c])
-                 for c in range(y2.shape[0]) for k, plan in enumerate(self.plans)]
+
+        def term(job):  # one channel at one resolution, in this thread's work buffers
+            c, k = job
+            plan = self.plans[k]
+            return self._term(plan, self.target[c][k] if self.target is not None
+                              else self._target_features(plan, self.t[c], transient=True), y2[c])
+
+        # the terms on the cores (numpy's FFTs and array loops release the GIL), summed in
+        # order below whatever the threads: the same value and gradient as one at a time
+        jobs = [(c, k) for c in range(y2.shape[0]) for k in range(r)]
+        terms = list(_pool().map(term, jobs)) if len(jobs) > 1 and _pool() is not None else [term(j) for j in jobs]
         value, grad = 0.0, np.empty_like(y2)
         for c in range(y2.shape[0]):
             v, g = 0.0, None
