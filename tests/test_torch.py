@@ -451,7 +451,7 @@ def test_reverse_mode_in_lanes_gives_what_one_item_per_instance_gives(src):
         (y * w).sum().backward()
         res[lanes] = (y.detach(), x.grad, {k: t.grad for k, t in params.items()})
         if lanes is None:  # the tape and adjoint programs ran in lanes
-            rev = [v for key, v in m._variants.items() if key[0]][0].reverse()
+            rev = [v for paths, v in m._variants.items() if paths][0].reverse()
             assert rev.tape_dsp.__dict__.get("_lanes") and rev.adjoint_dsp.__dict__.get("_lanes")
     assert torch.equal(res[None][0], res[1][0])
     assert torch.equal(res[None][1], res[1][1])

@@ -52,6 +52,7 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
 
     import diffaust
     from .runtime.dsp import thread_instance
+    from .runtime.lanes import lane_groups
 
     if double and not jax.config.read("jax_enable_x64"):
         raise UsageError("faust_function(double=True) computes in float64: enable it first with "
@@ -134,10 +135,6 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
         except LanesUnsupported:
             return None
 
-    def groups(B, width):
-        g = -(-B // width)
-        return [range(k * B // g, (k + 1) * B // g) for k in range(g)]
-
     def lane_values(ps, items):  # {label: clamped values over the items}
         return {k: clamp(k, np.asarray(v[items.start:items.stop], dtype=np.float64)) for k, v in ps.items()}
 
@@ -157,7 +154,7 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
                     inst.set_param(k, v)
                 inst.compute_items([(X, 0)], [(out, 0)], items, count)
 
-            list(pool.map(run, groups(B, lp.lanes)))
+            list(pool.map(run, lane_groups(B, lp.lanes)))
             return out.reshape(lead + (dsp.outputs, count))
         outs = list(pool.map(lambda b: one(xs[b], {k: ps[k][b] for k in ps}, count), range(B)))
         return np.stack(outs).reshape(lead + (dsp.outputs, count)).astype(dtype)
@@ -179,7 +176,7 @@ def faust_function(program, *, sample_rate: int = 48000, double: bool = False, t
             acc[:, items.start:items.stop] = rev.backward_items(rl, tape, Yb, items, count, vals, gx)
             return True
 
-        if not all(pool.map(run, groups(B, rl[0].lanes))):
+        if not all(pool.map(run, lane_groups(B, rl[0].lanes))):
             return None
         return gx, {path: acc[j] for j, path in enumerate(rev.paths)}
 

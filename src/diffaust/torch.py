@@ -81,6 +81,7 @@ from .errors import UsageError
 from .runtime.dsp import compile as _compile
 from .runtime.dsp import compile_source as _compile_source
 from .runtime.dsp import thread_instance
+from .runtime.lanes import lane_groups
 
 __all__ = ["FaustModule"]
 
@@ -101,9 +102,10 @@ class FaustModule(nn.Module):
     ad: "auto", "forward" or "reverse": how gradients are computed (see the module's
         docstring); ``module.ad`` may be changed later.
     lanes: batch items computed at once in the SIMD lanes of one instance (`Dsp.lanes`):
-        None = 8 in float, 4 in double; 1 = one item per instance.  Used by the render
-        without gradient and by forward mode; a program with control/enable runs one item
-        per instance.  ``module.lanes`` may be changed later.
+        None = 8 in float, 4 in double, half that for a program with a large state
+        (`runtime.lanes.lane_width`); 1 = one item per instance.  Used by the render, forward
+        and reverse mode; a program with control/enable runs one item per instance.
+        ``module.lanes`` may be changed later.
     The other options are those of `diffaust.compile`.
 
     Attributes: ``dsp`` (the compiled `Dsp`), ``inputs``, ``outputs``, ``params`` (every
@@ -136,7 +138,7 @@ class FaustModule(nn.Module):
         self.dtype = torch.float64 if a["double"] else torch.float32
         self._np_dtype = np.float64 if a["double"] else np.float32
         self._diff_params = [p for p in self.dsp.params if p.diff]  # compiled without forward mode
-        self._variants = {((), False): self.dsp}  # (per-sample paths, diff) -> compiled program
+        self._variants = {(): self.dsp}  # per-sample paths -> compiled program
         self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
         self._free: list = []  # reverse mode's tape buffers (in lanes), given back when the graph is freed
         self._lock = threading.Lock()
@@ -183,17 +185,16 @@ class FaustModule(nn.Module):
     def _variant(self, paths: tuple):
         """The program with the widgets `paths` read from extra inputs after its own.
         Compiled when first asked, run in the module's blocks."""
-        key = (paths, False)
-        v = self._variants.get(key)
+        v = self._variants.get(paths)
         if v is None:
             with self._lock:
-                v = self._variants.get(key)
+                v = self._variants.get(paths)
                 if v is None:
                     d, a = self.dsp, self._args
                     v = _compile_source(d.source, d.filename, double=a["double"], diff=False,
                                         sample_rate=a["sample_rate"], import_dirs=a["import_dirs"],
                                         varying=paths, **a["options"])
-                    self._variants[key] = v
+                    self._variants[paths] = v
         v.block_size = self.dsp.block_size  # the module's blocks (Faust's `count`)
         return v
 
@@ -239,14 +240,6 @@ class FaustModule(nn.Module):
     def _give(self, a: np.ndarray) -> None:
         with self._lock:
             self._free = (self._free + [a])[-2:]
-
-    def _scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        """This thread's reused buffer `name`."""
-        bufs = self._tls.__dict__.setdefault("buffers", {})
-        a = bufs.get(name)
-        if a is None or a.shape != shape or a.dtype != dtype:
-            a = bufs[name] = np.empty(shape, dtype=dtype)
-        return a
 
     def _executor(self, jobs: int):
         """(pool or None, workers to use) for `jobs` batch items."""
@@ -314,11 +307,6 @@ class FaustModule(nn.Module):
     def _lane_instance(self, lp):
         """This thread's lane instance of lp, reset."""
         return thread_instance(self._tls, "lane_instances", lp)
-
-    def _lane_groups(self, batch: int, width: int) -> list:
-        """The batch's items as ceil(batch / width) groups of consecutive items, as even as can be."""
-        g = -(-batch // width)
-        return [range(k * batch // g, (k + 1) * batch // g) for k in range(g)]
 
     def _instance(self, v):
         """This thread's instance of variant v, reset."""
@@ -447,8 +435,16 @@ class _Spec:
 AD_MODES = ("auto", "forward", "reverse")
 
 
+def _lane_values(cvals, cpaths, vpaths, items) -> dict:
+    """{path: values over the items (a range)}: the constant parameters' and, at 0, the
+    widgets a variant reads with their per-sample input (widget + input)."""
+    vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
+    vals.update({path: np.zeros(len(items)) for path in vpaths})
+    return vals
+
+
 def _check_lanes(lanes) -> Optional[int]:
-    """The lane width asked for: None = the default (runtime.lanes.DEFAULT_LANES)."""
+    """The lane width asked for: None = the default (runtime.lanes.lane_width)."""
     if lanes is None:
         return None
     if isinstance(lanes, bool) or not isinstance(lanes, (int, np.integer)) or lanes < 1:
@@ -507,15 +503,13 @@ class _FaustFunction(torch.autograd.Function):
         rev = v.reverse() if keep else None  # compiled once, here, not in every thread
         ctx.rlanes = None
 
-        def lane_values(items) -> dict:  # {path: values over the items}
-            vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
-            vals.update({path: np.zeros(len(items)) for path in vpaths})  # the variant reads widget + input
-            return vals
+        def lane_values(items) -> dict:
+            return _lane_values(cvals, cpaths, vpaths, items)
 
         rlanes = m._lane_programs(B, rev.lanes) if keep else None
 
         if rlanes is not None:  # reverse mode's tape pass, the items in SIMD lanes
-            groups = m._lane_groups(B, rlanes[0].lanes)
+            groups = lane_groups(B, rlanes[0].lanes)
             # the tapes in one buffer of the module's, reused from step to step (fresh pages for
             # every item's tape cost more than the tape program of a small program)
             tbuf = m._take((len(groups),) + rev.tape_shape(rlanes, n), npdt)
@@ -542,7 +536,7 @@ class _FaustFunction(torch.autograd.Function):
 
         lp = None if keep else m._lane_programs(B, v.lanes)
         if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
-            groups = m._lane_groups(B, lp.lanes)
+            groups = lane_groups(B, lp.lanes)
 
             def render_lanes(g):
                 items = groups[g]
@@ -592,17 +586,14 @@ class _FaustFunction(torch.autograd.Function):
                     if want_c[k]:
                         gc[b, k] = r[path]
 
-            def jvp_values(items) -> dict:
-                return {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
-
             lp = m._lane_programs(B, jg.dsp.lanes)
             if lp is not None:  # the items in SIMD lanes, a group of them per instance
-                groups = m._lane_groups(B, lp.lanes)
+                groups = lane_groups(B, lp.lanes)
                 rows = [jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
 
                 def grad_jvp_lanes(g):
                     items = groups[g]
-                    acc = jg.run_items(lp, x2, ybar, items, n, jvp_values(items))
+                    acc = jg.run_items(lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items))
                     for k, r in enumerate(rows):
                         if r >= 0:
                             gc[items.start:items.stop, k] = acc[r]
@@ -643,9 +634,8 @@ class _FaustFunction(torch.autograd.Function):
 
             def grad_lanes(g):
                 items = groups[g]
-                vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
-                vals.update({path: np.zeros(len(items)) for path in vpaths})
-                acc = rev.backward_items(rlanes, tbuf[g], ybar, items, n, vals, gbuf)
+                acc = rev.backward_items(rlanes, tbuf[g], ybar, items, n,
+                                         _lane_values(cvals, cpaths, vpaths, items), gbuf)
                 for k, r in enumerate(rows):
                     if r >= 0:
                         gc[items.start:items.stop, k] = acc[r]

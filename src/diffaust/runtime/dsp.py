@@ -400,7 +400,8 @@ class Dsp:
     def lanes(self, lanes: Optional[int] = None, packed_inputs=(), packed_outputs=(), shared_inputs=(),
               shared_params=()):
         """This program lowered to run `lanes` instances at once, one per SIMD lane
-        (`runtime.lanes.LanePrograms`; default 8 lanes in float, 4 in double), compiled once;
+        (`runtime.lanes.LanePrograms`; default `runtime.lanes.lane_width`: 8 lanes in float, 4
+        in double, half that for a large state), compiled once;
         packed_inputs / packed_outputs: channels whose lanes share one interleaved buffer;
         shared_inputs: inputs every lane reads from one buffer; shared_params: parameter
         paths with one value for every lane.

@@ -253,6 +253,13 @@ class LaneInstance:
         self._run(n, ctypes.addressof(ip), ctypes.addressof(op), block_size)
 
 
+def lane_groups(batch: int, width: int) -> list:
+    """A batch's items as ceil(batch / width) groups of consecutive items (ranges), as even
+    as can be: a group per compute() call of an instance `width` lanes wide."""
+    g = -(-batch // width)
+    return [range(k * batch // g, (k + 1) * batch // g) for k in range(g)]
+
+
 _LOCK = threading.Lock()
 
 

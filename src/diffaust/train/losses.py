@@ -401,7 +401,8 @@ class _BoundMRSTFT:
         # the terms on the cores (numpy's FFTs and array loops release the GIL), summed in
         # order below whatever the threads: the same value and gradient as one at a time
         jobs = [(c, k) for c in range(y2.shape[0]) for k in range(r)]
-        terms = list(_pool().map(term, jobs)) if len(jobs) > 1 and _pool() is not None else [term(j) for j in jobs]
+        pool = _pool() if len(jobs) > 1 else None
+        terms = list(pool.map(term, jobs)) if pool is not None else [term(j) for j in jobs]
         value, grad = 0.0, np.empty_like(y2)
         for c in range(y2.shape[0]):
             v, g = 0.0, None
