@@ -7,10 +7,13 @@ rows (the DDSP case: a network predicts the parameters, the excitation needs no 
 w.r.t. the parameters only, where the layer's ``ad="auto"`` may pick forward mode (its
 column says which mode ran).  float32 (the layer's default), 1 thread and 2 threads
 (``FaustModule(..., threads=k)``); the scaling is the 1-thread time over the 2-thread time.
+Beside it, the same batch's compiled calls alone (`compiled_times`: prepared once, run in
+the layer's lane groups on its pool, no torch and no Python between them): the scaling the
+machine gives this work in the same run, the ceiling of the layer's.
 The layer's defaults otherwise: the batch in SIMD lanes (``lanes=None``: 8 items per
 compiled call for resonlp, 4 for zita, whose state is larger; `runtime.lanes.lane_width`).
-Each time is the median of ``--reps`` after one warm-up, the thread counts timed in turn rep
-by rep so that they share the machine's load.
+Each time is the median of ``--reps`` (or more: at least 1 s of steps per thread count) after
+one warm-up, the thread counts timed in turn rep by rep so that they share the machine's load.
 
 DawDreamer: its Faust -> Flax/JAX code (``boxToSource(box, 'jax', ...)``, float32),
 ``jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1))))`` over the same batch (gradient
@@ -41,10 +44,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 sys.path.insert(0, HERE)
 from grad_step import Unavailable, dawdreamer_model, machine  # noqa: E402
 
+from diffaust.runtime.lanes import lane_groups  # noqa: E402
+
 SR = 48000
 N = 48000
 BATCH = 16
 SEED = 7
+MIN_SECONDS = 1.0  # each thread count timed over at least this long (`enough`)
 
 RESONLP = """import("stdfaust.lib");
 fc = hslider("fc [diff:1]", 1000, 50, 10000, 1);
@@ -73,6 +79,14 @@ CASES = {
 }
 
 
+
+
+def enough(reps, step, seconds=MIN_SECONDS):
+    """reps, or more: as many as take `seconds` (one step timed), so that a short step's
+    median is not that of a few milliseconds of a noisy machine."""
+    t0 = time.perf_counter()
+    step()
+    return max(reps, int(seconds / max(time.perf_counter() - t0, 1e-6)))
 
 
 def load():
@@ -120,7 +134,7 @@ def diffaust_times(name, reps):
         step(m)  # warm-up: compiles the reverse programs (and the per-sample variant)
     ts = {k: [] for k in mods}
     loads = [load()]
-    for _ in range(reps):
+    for _ in range(enough(reps, lambda: step(mods[1]))):
         for k, m in mods.items():
             t0 = time.perf_counter()
             step(m)
@@ -129,6 +143,85 @@ def diffaust_times(name, reps):
     m = mods[1]
     mode = "forward" if m._jvp_dsp is not None and (m._ad_timed in (None, "forward")) else "reverse"
     return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads, mode
+
+
+def _set(inst, values):
+    inst.set_read(values)
+    return inst
+
+
+def compiled_times(name, reps, mode):
+    """The same batch's compiled calls alone, prepared once and run over and over (no torch, no
+    Python between them but the pool's), in the layer's lane groups and pool: {threads: median s}.
+    The machine's own 1 -> 2 thread scaling of this work, measured beside the layer's (on a
+    virtual machine whose two cores share a physical one now and then, this ceiling moves from
+    run to run); None where the layer does not run the batch in lanes."""
+    from diffaust.torch import FaustModule
+
+    src, I, O, ranges, vary, x_grad = CASES[name]
+    m = FaustModule(src, sample_rate=SR, threads=1)
+    d = m.dsp
+    vals = batch_values(ranges)
+    paths = {p.label: p.path for p in d.params}
+    vpaths = tuple(sorted(paths[k] for k in vary))
+    v = m._variant(vpaths)
+    npdt = np.float32
+    x = noise((BATCH, I, N), SEED)
+    if vpaths:  # the per-sample values as inputs after the program's own (a slow sweep, as the layer's)
+        sweep = (1 + 0.5 * np.sin(np.linspace(0, 6.28, N, dtype=np.float32)))
+        x = np.concatenate([x] + [(vals[k][:, None] * sweep[None, :]).astype(npdt)[:, None]
+                                  for k in sorted(vary, key=lambda k: paths[k])], axis=1)
+    w = noise((BATCH, O, N), SEED + 1)
+    out = np.empty((BATCH, O, N), npdt)
+    g = np.empty((BATCH, x.shape[1], N), npdt)
+
+    def values(items):
+        r = {paths[k]: np.asarray(vv[items.start:items.stop], dtype=np.float64) for k, vv in vals.items()
+             if paths[k] not in vpaths}
+        r.update({path: np.zeros(len(items)) for path in vpaths})
+        return r
+
+    if mode == "reverse":
+        rev = v.reverse()
+        rl = m._lane_programs(BATCH, rev.lanes)
+        if rl is None:
+            return None
+        groups = lane_groups(BATCH, rl[0].lanes)
+        tape = np.empty((len(groups),) + rev.tape_shape(rl, N), npdt)
+        ti, ai = m._group_instances(rl[0], len(groups)), m._group_instances(rl[1], len(groups))
+        passes = [[rev.forward_items(rl, x, it, N, values(it), out, tape[k], inst=ti[k], defer=True)
+                   for k, it in enumerate(groups)],
+                  [rev.backward_items(rl, tape[k], w, it, N, values(it), g, inst=ai[k], defer=True)
+                   for k, it in enumerate(groups)]]
+    else:
+        jg = m._jvp()
+        lp, lj = m._lane_programs(BATCH, v.lanes), m._lane_programs(BATCH, jg.dsp.lanes)
+        if lp is None or lj is None:
+            return None
+        groups = lane_groups(BATCH, lp.lanes)
+        ri, ji = m._group_instances(lp, len(groups)), m._group_instances(lj, len(groups))
+        passes = [[_set(inst, values(it)).compute_items([(x, 0)], [(out, 0)], it, N, defer=True)
+                   for inst, it in zip(ri, groups)],
+                  [jg.run_items(lj, x, w, it, N, values(it), inst=inst, defer=True) for inst, it in zip(ji, groups)]]
+
+    # each group from its prepared state (reset, the batch's parameters set), as in the layer
+    states = [[(inst._state, inst._state.copy()) for inst in ins] for ins in ((ti, ai) if mode == "reverse" else (ri, ji))]
+
+    def step():
+        for jobs, st in zip(passes, states):
+            m._map(lambda k: (np.copyto(*st[k]), jobs[k]()), len(jobs))
+
+    ts = {1: [], 2: []}
+    for k in (1, 2):
+        m.threads = k
+        step()
+    for _ in range(enough(reps, step)):
+        for k in (1, 2):
+            m.threads = k
+            t0 = time.perf_counter()
+            step()
+            ts[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(vv) for k, vv in ts.items()}
 
 
 # ------------------------------------------------------------------ DawDreamer -> JAX
@@ -195,12 +288,15 @@ def main(argv=None):
 
     print(f"machine: {machine()}; torch {torch.__version__}; load average {load():.2f}", flush=True)
     head = ["program", "P", "x grad", "layer's mode", "1 thread", "2 threads", "scaling 1->2", "fastest 1 / 2 threads",
-            "load avg (1 min)", "DawDreamer JAX vmap(value_and_grad)", "speed-up (2 threads)"]
+            "compiled calls alone: 1 / 2 threads (scaling)", "load avg (1 min)",
+            "DawDreamer JAX vmap(value_and_grad)", "speed-up (2 threads)"]
     rows, notes = [], []
     for name in names:
         (t, loads, mode) = diffaust_times(name, args.reps)
         (m1, f1), (m2, f2) = t[1], t[2]
         P = len(CASES[name][3])
+        c = compiled_times(name, max(args.reps, 15), mode)
+        ceiling = "n/a (not in lanes)" if c is None else f"{fmt(c[1])} / {fmt(c[2])} ({c[1] / c[2]:.2f}x)"
         jx, up = "n/a", "n/a"
         if not args.skip_jax:
             try:
@@ -214,14 +310,14 @@ def main(argv=None):
         else:
             jx = "skipped (--skip-jax)"
         row = [name, str(P), "yes" if CASES[name][5] else "no", mode, fmt(m1), fmt(m2), f"{m1 / m2:.2f}x", f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)",
-               f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
+               ceiling, f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
         rows.append(row)
         print(" | ".join(row), flush=True)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     table = "\n".join(lines)
     print()
-    print(f"batch {BATCH} x {N} samples at {SR} Hz, float32, forward + backward; median of {args.reps}")
+    print(f"batch {BATCH} x {N} samples at {SR} Hz, float32, forward + backward; median of {args.reps} reps or more (at least {MIN_SECONDS:g} s per thread count)")
     print(table)
     for n_ in notes:
         print("-", n_)

@@ -33,3 +33,26 @@ def test_non_contiguous_arrays_take_numpy():
     assert sqdiff(y, t, 1.0, g) == pytest.approx(float(np.sum((y - t) ** 2)), rel=1e-12)
     dy = rng.standard_normal((6, 100))[::2]
     assert pgrad(g, dy) == pytest.approx(dy @ g, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 33, 1000, 48001])
+def test_all_finite(dtype, n):
+    """The native check of the batch layers' cotangents: NaN, +Inf and -Inf anywhere (the
+    first, a middle and the last entry: the vector loop and its remainder) are found; the
+    largest finite value, a subnormal and -0 are finite; non-contiguous arrays take NumPy."""
+    from diffaust.runtime.kernels import all_finite
+
+    a = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    assert all_finite(a) and all_finite(a.reshape(1, n, 1))
+    for v in (np.nan, np.inf, -np.inf):
+        for i in {0, n // 2, n - 1}:
+            b = a.copy()
+            b[i] = v
+            assert not all_finite(b)
+            assert all_finite(np.stack([b, b])[:, ::2]) == bool(np.isfinite(b[::2]).all())
+    for v in (np.finfo(dtype).max, -np.finfo(dtype).max, np.finfo(dtype).smallest_subnormal, -0.0):
+        b = a.copy()
+        b[n - 1] = v
+        assert all_finite(b)
+    assert all_finite(np.zeros((0, 3), dtype=dtype))

@@ -285,6 +285,53 @@ def test_clamp_out_of_range():
     assert torch.all(a2.grad == 0)
 
 
+def test_scalar_parameter_and_clamp_bounds():
+    """A 0-d parameter tensor is every item's value: its gradient is the batch's sum (gradcheck);
+    a value on a slider's bound passes its gradient, as torch.clamp does."""
+    m = FaustModule(ONE_POLE, double=True, threads=2)
+    x = torch.randn(9, 1, 40, dtype=F64, generator=gen(21))  # 9 items: groups of 4, 4 and 1 in lanes
+    a = torch.tensor(0.6, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a: m(x, {"a": a}), (a,))
+    y = m(x, {"a": a})
+    y.sum().backward()
+    ref = torch.tensor([0.6] * 9, dtype=F64, requires_grad=True)
+    m(x, {"a": ref}).sum().backward()
+    torch.testing.assert_close(a.grad, ref.grad.sum())
+    edge = torch.tensor([0.0, 0.99, 0.5, 1.2], dtype=F64, requires_grad=True)  # min, max, inside, outside
+    m(x[:4], {"a": edge}).sum().backward()
+    assert torch.all(edge.grad[:3] != 0) and edge.grad[3] == 0
+
+
+def test_concurrent_calls_share_nothing():
+    """Two threads calling one module at once: each call runs on instances and buffers of its
+    own (the module's free lists), the results those of calls one after the other."""
+    import threading
+
+    m = FaustModule(FDELAY, threads=2)
+    xs = [torch.randn(12, 1, 300, generator=gen(30 + k), requires_grad=True) for k in range(2)]
+    ds = [torch.linspace(3, 50, 12).requires_grad_() for _ in range(2)]
+
+    def run(k, out):
+        for _ in range(20):
+            xs[k].grad = ds[k].grad = None
+            y = m(xs[k], {"d": ds[k]})
+            (y * y).sum().backward()
+        out[k] = (y.detach().clone(), xs[k].grad.clone(), ds[k].grad.clone())
+
+    alone = [None, None]
+    for k in range(2):
+        run(k, alone)
+    both = [None, None]
+    ts = [threading.Thread(target=run, args=(k, both)) for k in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for k in range(2):
+        for a, b in zip(alone[k], both[k]):
+            assert torch.equal(a, b)
+
+
 def test_program_without_inputs_and_gradients_to_x_only():
     m = FaustModule(OSCI, threads=2)
     y = m(None, {"f": torch.tensor([440.0, 880.0])}, n=128)
@@ -344,6 +391,9 @@ def test_bad_input():
     err(lambda: m(x, {"fc": torch.ones(2, 31) * 500}), "parameter 'fc'", "(2, 31)", "(2, 32)")
     err(lambda: m(x, {"fc": torch.ones(2, 32, 1)}), "parameter 'fc'", "(batch,)")
     err(lambda: m(x, {"fc": torch.tensor([500.0, float("nan")])}), "'fc'", "NaN")
+    err(lambda: m(x, {"fc": fc, "q": torch.tensor(float("inf"))}), "'q'", "NaN or Inf")
+    err(lambda: m(x, {"fc": torch.full((2, 32), 500.0).index_fill(1, torch.tensor([7]), float("nan"))}),
+        "'fc'", "NaN")
     err(lambda: m(x, {"fc": fc, "/dsp/fc": fc}), "given twice")
     err(lambda: m(x, [fc]), "params must be a dict")
     err(lambda: m(x.numpy(), {"fc": fc}), "torch.Tensor")

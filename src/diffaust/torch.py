@@ -32,8 +32,8 @@ such batch (one item, each mode twice), it is the faster; else reverse mode.
 Parameters (`params`, a dict label -> tensor; a label, a path or a path suffix names a widget):
 
 * shape ``(batch,)`` (or a number / 0-d tensor, the same for every item): constant over the
-  block.  Clamped to the slider's ``[min, max]`` here (``torch.clamp``: the gradient is 0
-  for a value outside the range).
+  block.  Clamped to the slider's ``[min, max]`` here (as ``torch.clamp`` would: the
+  gradient is 0 for a value outside the range, passed at the bounds themselves).
 * shape ``(batch, samples)``: given per sample (automation, a network's output per frame
   upsampled); the compiled program clamps each sample to the slider's range, and the
   gradient of a clamped sample is 0.  The first call with a new set of per-sample
@@ -64,7 +64,7 @@ from __future__ import annotations
 
 import os
 import threading
-import weakref
+from functools import partial
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -81,6 +81,7 @@ from .errors import UsageError
 from .runtime.dsp import compile as _compile
 from .runtime.dsp import compile_source as _compile_source
 from .runtime.dsp import thread_instance
+from .runtime.kernels import all_finite
 from .runtime.lanes import lane_groups
 
 __all__ = ["FaustModule"]
@@ -145,11 +146,13 @@ class FaustModule(nn.Module):
         self._tls = threading.local()
         self._pool = None
         self._pool_size = 0
+        self._lp_cache: dict = {}  # (program, pass, lane width) -> lane programs or None
+        self._inst_free: dict = {}  # (lane programs, groups) -> [a call's instances, free]
 
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
         for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
-                  "_ad_timed", "_free"):
+                  "_ad_timed", "_free", "_lp_cache", "_inst_free"):
             state.pop(k, None)
         return state
 
@@ -293,20 +296,57 @@ class FaustModule(nn.Module):
     def _lane_programs(self, batch: int, make):
         """The lane programs for one kind of pass (runtime/lanes.py), or None: lanes off
         (``lanes=1``), a batch of one, or a program that cannot run in lanes.  make(width)
-        builds them (width None: `runtime.lanes.lane_width`'s; LanesUnsupported or None: None)."""
+        builds them (width None: `runtime.lanes.lane_width`'s; LanesUnsupported or None: None);
+        a bound method, whose answer is kept (asked on every call)."""
         width = _check_lanes(self.lanes)
         if width == 1 or batch < 2:
             return None
+        owner = make.__self__
+        key = (id(owner), make.__name__, width)
+        hit = self._lp_cache.get(key)
+        if hit is not None and hit[0] is owner:
+            return hit[1]
         from .codegen.lanes import LanesUnsupported
 
         try:
-            return make(width)
+            r = make(width)
         except LanesUnsupported:
-            return None
+            r = None
+        self._lp_cache[key] = (owner, r)
+        return r
 
-    def _lane_instance(self, lp):
-        """This thread's lane instance of lp, reset."""
-        return thread_instance(self._tls, "lane_instances", lp)
+    def _group_instances(self, lp, count: int) -> list:
+        """`count` reset instances of the lane programs lp: one per group of a call (the
+        groups' compiled calls run on any thread of the pool); `_give_instances` returns them."""
+        with self._lock:
+            free = self._inst_free.get((lp, count))
+            insts = free.pop() if free else None
+        if insts is None:
+            return [lp.instance() for _ in range(count)]
+        for inst in insts:
+            inst.reset()
+        return insts
+
+    def _give_instances(self, lp, insts: list) -> None:
+        with self._lock:
+            free = self._inst_free.setdefault((lp, len(insts)), [])
+            if len(free) < 2:
+                free.append(insts)
+
+    def _run_jobs(self, preps: list) -> list:
+        """Run a call's groups on the pool: preps[g]() prepares group g (Python, under the
+        GIL) and returns a callable that runs its compiled call (the GIL released), or a
+        false value (nothing to run).  A thread prepares and runs one group after the other:
+        while one runs, another thread prepares.  Returns what the preps returned."""
+        got = [None] * len(preps)
+
+        def one(k):
+            run = got[k] = preps[k]()
+            if run:
+                run()
+
+        self._map(one, len(preps))
+        return got
 
     def _instance(self, v):
         """This thread's instance of variant v, reset."""
@@ -405,17 +445,12 @@ class FaustModule(nn.Module):
                     raise UsageError(f"parameter '{p.label}' is not marked [diff:1]: it has no gradient "
                                      f"(add [diff:1] to its label, or pass a tensor that does not require "
                                      f"grad: .detach())")
-        # ---- constant: clamp (zero gradient outside); per sample: clamped by the program
+        # ---- constant: clamped to the slider's range by the layer's function (zero gradient
+        # outside, as torch.clamp); per sample: clamped by the program.  NaN / Inf: an error there.
         const, vary = [], []
         for p, t in given:
             t = t.to(dtype=self.dtype)
-            if not bool(torch.isfinite(t.detach()).all()):
-                raise UsageError(f"parameter '{p.label}' holds NaN or Inf")
-            if t.dim() == 2:
-                vary.append((p, t))
-            else:
-                lo, hi = min(p.min, p.max), max(p.min, p.max)
-                const.append((p, torch.clamp(t, lo, hi).expand(batch)))
+            (vary if t.dim() == 2 else const).append((p, t))
         vary.sort(key=lambda pt: pt[0].path)
         paths = tuple(p.path for p, _ in vary)
         spec = _Spec(self, self._variant(paths), n, batch, device, [p for p, _ in const], [p for p, _ in vary])
@@ -430,6 +465,22 @@ class _Spec:
     def __init__(self, module, variant, n, batch, device, const, vary):
         self.module, self.variant, self.n, self.batch, self.device = module, variant, n, batch, device
         self.const, self.vary = const, vary
+        # the constant parameters' ranges (a slider's min may exceed its max)
+        self.lo = np.array([min(p.min, p.max) for p in const], dtype=np.float64)
+        self.hi = np.array([max(p.min, p.max) for p in const], dtype=np.float64)
+
+
+class _Lease:
+    """A buffer of the module's, given back (`FaustModule._give`) when the autograd graph that
+    holds it is freed: a second backward pass of a retained graph still reads it."""
+
+    __slots__ = ("module", "buf")
+
+    def __init__(self, module, buf):
+        self.module, self.buf = module, buf
+
+    def __del__(self):
+        self.module._give(self.buf)
 
 
 AD_MODES = ("auto", "forward", "reverse")
@@ -470,13 +521,25 @@ class _FaustFunction(torch.autograd.Function):
         n, B, I = spec.n, spec.batch, m.dsp.inputs
         nc = len(spec.const)
         xnp = _to_numpy(x, dt)
-        cvals = np.stack([_to_numpy(t, torch.float64) for t in ptensors[:nc]], axis=1) if nc \
-            else np.zeros((B, 0))
+        craw = np.empty((B, nc))  # (batch, constant parameters): a 0-d tensor's value in every row
+        for k, t in enumerate(ptensors[:nc]):
+            craw[:, k] = _to_numpy(t, torch.float64)
+        if not np.isfinite(craw).all():
+            k = int(np.flatnonzero(~np.isfinite(craw).all(axis=0))[0])
+            raise UsageError(f"parameter '{spec.const[k].label}' holds NaN or Inf")
+        # clamped to the sliders' ranges; the gradient is 0 outside (inclusive bounds, as torch.clamp)
+        cvals = np.clip(craw, spec.lo, spec.hi)
+        inside = (craw >= spec.lo) & (craw <= spec.hi)
+        ctx.inside = None if inside.all() else inside
+        ctx.const_dims = [t.dim() for t in ptensors[:nc]]
         if spec.vary:  # the per-sample values become inputs after the program's own
             x2 = np.empty((B, I + len(spec.vary), n), dtype=npdt)
             x2[:, :I] = xnp
             for k, t in enumerate(ptensors[nc:]):
-                x2[:, I + k] = _to_numpy(t, dt)
+                a = _to_numpy(t, dt)
+                if not all_finite(a):
+                    raise UsageError(f"parameter '{spec.vary[k].label}' holds NaN or Inf")
+                x2[:, I + k] = a
         else:
             x2 = xnp
         v = spec.variant
@@ -513,12 +576,14 @@ class _FaustFunction(torch.autograd.Function):
             # the tapes in one buffer of the module's, reused from step to step (fresh pages for
             # every item's tape cost more than the tape program of a small program)
             tbuf = m._take((len(groups),) + rev.tape_shape(rlanes, n), npdt)
-            weakref.finalize(ctx, m._give, tbuf)
-            done = []
-            m._map(lambda g: done.append(rev.forward_items(rlanes, x2, groups[g], n, lane_values(groups[g]),
-                                                           out, tbuf[g])), len(groups))
-            if all(done):
+            ctx.lease = _Lease(m, tbuf)
+            insts = m._group_instances(rlanes[0], len(groups))
+            # (every group returns False, nothing run, when its tape would exceed the memory:
+            # item by item below)
+            if all(m._run_jobs([partial(rev.forward_items, rlanes, x2, items, n, lane_values(items), out, tbuf[g],
+                                        inst=insts[g], defer=True) for g, items in enumerate(groups)])):
                 ctx.rlanes = (rlanes, groups, tbuf)
+            m._give_instances(rlanes[0], insts)
 
         def render(b):
             if keep:
@@ -537,15 +602,15 @@ class _FaustFunction(torch.autograd.Function):
         lp = None if keep else m._lane_programs(B, v.lanes)
         if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
             groups = lane_groups(B, lp.lanes)
+            insts = m._group_instances(lp, len(groups))
 
-            def render_lanes(g):
-                items = groups[g]
-                inst = m._lane_instance(lp)
+            def prep(inst, items):
                 for path, vals in lane_values(items).items():
                     inst.set_param(path, vals)
-                inst.compute_items([(x2, 0)], [(out, 0)], items, n)
+                return inst.compute_items([(x2, 0)], [(out, 0)], items, n, defer=True)
 
-            m._map(render_lanes, len(groups))
+            m._run_jobs([partial(prep, inst, items) for inst, items in zip(insts, groups)])
+            m._give_instances(lp, insts)
         elif not (keep and ctx.rlanes is not None):
             m._map(render, B)
         ctx.runs = runs if keep else None
@@ -590,21 +655,18 @@ class _FaustFunction(torch.autograd.Function):
             if lp is not None:  # the items in SIMD lanes, a group of them per instance
                 groups = lane_groups(B, lp.lanes)
                 rows = [jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
-
-                def grad_jvp_lanes(g):
-                    items = groups[g]
-                    acc = jg.run_items(lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items))
+                insts = m._group_instances(lp, len(groups))
+                m._run_jobs([partial(jg.run_items, lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items),
+                                     inst=inst, defer=True) for inst, items in zip(insts, groups)])
+                for inst, items in zip(insts, groups):
+                    acc = inst.accumulators()
                     for k, r in enumerate(rows):
                         if r >= 0:
-                            gc[items.start:items.stop, k] = acc[r]
-
-                m._map(grad_jvp_lanes, len(groups))
+                            gc[items.start:items.stop, k] = acc[r, :len(items)]
+                m._give_instances(lp, insts)
             else:
                 m._map(lambda b: take(b, jg.run(x2[b], ybar[b], n, values(b))), B)
-            dts = ctx.in_dtypes
-            res = [None, None]
-            for k in range(nc):
-                res.append(torch.from_numpy(gc[:, k].copy()).to(*reversed(dts[1 + k])) if need[2 + k] else None)
+            res = [None, None] + _const_grads(ctx, gc, need, nc)
             res.extend([None] * nv)
             return tuple(res)
 
@@ -632,15 +694,16 @@ class _FaustFunction(torch.autograd.Function):
             rows = [rev.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
             vpaths = [p.path for p in spec.vary]
 
-            def grad_lanes(g):
-                items = groups[g]
-                acc = rev.backward_items(rlanes, tbuf[g], ybar, items, n,
-                                         _lane_values(cvals, cpaths, vpaths, items), gbuf)
+            insts = m._group_instances(rlanes[1], len(groups))
+            m._run_jobs([partial(rev.backward_items, rlanes, tbuf[g], ybar, items, n,
+                                 _lane_values(cvals, cpaths, vpaths, items), gbuf, inst=insts[g], defer=True)
+                         for g, items in enumerate(groups)])
+            for inst, items in zip(insts, groups):
+                acc = inst.accumulators()
                 for k, r in enumerate(rows):
                     if r >= 0:
-                        gc[items.start:items.stop, k] = acc[r]
-
-            m._map(grad_lanes, len(groups))
+                        gc[items.start:items.stop, k] = acc[r, :len(items)]
+            m._give_instances(rlanes[1], insts)
             if gx is None:
                 m._give(gbuf)
         else:
@@ -648,11 +711,26 @@ class _FaustFunction(torch.autograd.Function):
         dts = ctx.in_dtypes
         res = [None]
         res.append(torch.from_numpy(gx[:, :I]).to(*reversed(dts[0])) if need[1] else None)
-        for k in range(nc):
-            res.append(torch.from_numpy(gc[:, k].copy()).to(*reversed(dts[1 + k])) if need[2 + k] else None)
+        res.extend(_const_grads(ctx, gc, need, nc))
         for k in range(nv):
             res.append(torch.from_numpy(gx[:, I + k]).to(*reversed(dts[1 + nc + k])) if need[2 + nc + k] else None)
         return tuple(res)
+
+
+def _const_grads(ctx, gc, need, nc) -> list:
+    """The gradients of the constant parameters' tensors from gc (batch, nc): 0 where the
+    forward pass clamped the value, summed over the batch for a 0-d tensor, in each tensor's
+    dtype and device; None where none is needed."""
+    dts, res = ctx.in_dtypes, []
+    if ctx.inside is not None:
+        gc = gc * ctx.inside
+    for k in range(nc):
+        if not need[2 + k]:
+            res.append(None)
+            continue
+        g = gc[:, k].copy() if ctx.const_dims[k] else np.asarray(gc[:, k].sum())
+        res.append(torch.from_numpy(g).to(*reversed(dts[1 + k])))
+    return res
 
 
 def _trial(m, v, mode: str, x, n: int, cpaths, cvals) -> None:

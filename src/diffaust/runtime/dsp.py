@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import DiffaustError, UsageError
 from . import cache
+from .kernels import all_finite
 from .pipeline import CompileOptions, run_pipeline
 
 
@@ -204,7 +205,7 @@ class Dsp:
                 if a.ndim != 1 or a.dtype.kind not in "fiub":
                     raise UsageError(f"parameter '{p.label}' given per sample must be a 1-D array of "
                                      f"numbers (samples,), got shape {a.shape}")
-                if not np.all(np.isfinite(a)):
+                if not all_finite(a):
                     raise UsageError(f"parameter '{p.label}' given per sample holds NaN or Inf")
                 vary[p.path] = a
             else:
@@ -572,7 +573,9 @@ def set_read_params(inst, primal, params) -> None:
     mode's tape and adjoint, the jvp gradient), or its lane instance — the parameters of
     `params` ({name of a primal parameter: value, or values per lane}) that the program
     reads; the others are skipped (the program does not have them)."""
-    known = {p.path for p in inst.dsp.params}
+    known = inst.dsp.__dict__.get("_path_set")
+    if known is None:
+        known = inst.dsp.__dict__.setdefault("_path_set", frozenset(p.path for p in inst.dsp.params))
     for name, v in (params or {}).items():
         path = primal.params[primal.param_index(name)].path
         if path in known:

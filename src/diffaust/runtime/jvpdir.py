@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .dsp import set_read_params, thread_instance
+from .kernels import all_finite
 
 MIN_LOOP_STATEMENTS = 400  # a derivative program's loop at least this long runs its tangents in lanes
 MAX_LANES = 16
@@ -98,6 +99,6 @@ class DirectionalLanes:
         # d out_o/dp_k, to dy[o, k] (L = P lanes)
         inst.compute_items([(np.ascontiguousarray(xs)[None], 0)],
                            [(y, 0, range(L)), (dy.transpose(1, 0, 2), 0, range(L))], [0] * L, n, block_size)
-        if not np.all(np.isfinite(dy)):
+        if not all_finite(dy):
             return None
         return y[0], dy

@@ -22,10 +22,9 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-import numpy as np
-
 from ..errors import DiffaustError, UsageError
 from .dsp import set_read_params, thread_instance
+from .lanes import checked_sums
 
 
 class JvpGradient:
@@ -83,16 +82,17 @@ class JvpGradient:
         """This thread's instance of the lane programs `lanes` (``self.dsp.lanes()``), reset."""
         return thread_instance(self._tls, "lane_instances", lanes)
 
-    def run_items(self, lanes, x, y_bar, items, n: int, values: dict, block_size: Optional[int] = None) -> np.ndarray:
+    def run_items(self, lanes, x, y_bar, items, n: int, values: dict, block_size: Optional[int] = None, *,
+                  inst=None, defer: bool = False):
         """`run` for the batch items `items` (at most the lane width) at once, in the lanes of
         `lanes` (``self.dsp.lanes()``): x (batch, inputs, n) and ȳ (batch, outputs, n)
         C-contiguous arrays of the samples' dtype; values: {path: values over `items`} of
         the parameters set.  Returns (parameters, len(items)): g_j of each item, in
-        `self.paths` order."""
-        yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
-        if not np.all(np.isfinite(yb)):
-            raise UsageError("y_bar holds NaN or Inf")
-        inst = self.lane_instance(lanes)
+        `self.paths` order.  inst: the lane instance to run on, reset (default: this
+        thread's); defer: prepared now, returns a callable that checks ȳ and runs it; g is
+        then ``inst.accumulators()``."""
+        if inst is None:
+            inst = self.lane_instance(lanes)
         set_read_params(inst, self.primal, values)
-        inst.compute_items([(x, 0), (y_bar, 0)], [], items, n, self.primal._bs(block_size))
-        return inst.accumulators()[:, :len(items)]
+        run = inst.compute_items([(x, 0), (y_bar, 0)], [], items, n, self.primal._bs(block_size), defer=True)
+        return checked_sums(inst, run, y_bar, items, defer)

@@ -5,6 +5,11 @@ A block-mode step spends, besides the render, two passes over the block:
     sqdiff:  d[i] = y[i] − t[i];  S = Σᵢ d[i]²;  g[i] = scale·d[i]      (mse: scale = 2/N)
     pgrad:   out[p] = Σᵢ g[i]·dy[p, i]   for p < P                      (dL/dp = Σₙ dL/dy·dy/dp)
 
+and the batch layers check the cotangents they are given with
+
+    nonfinite:  1 if the exponent bits of some a[i] are all ones (NaN or ±Inf), else 0
+                (an integer loop, or-reduced: vectorized)
+
 NumPy makes each of them several passes with temporaries (or a BLAS call, whose threads
 wait on each other on a busy machine); here each is one vectorized loop (sums
 reassociated: `fast` flags on the reduction, so the order of the additions differs from
@@ -26,6 +31,7 @@ _FUNCS: dict = {}
 _SQDIFF = ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_double,
                            ctypes.c_void_p)
 _PGRAD = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p)
+_NONFINITE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64)
 
 
 def _ir(real: str) -> str:
@@ -35,7 +41,32 @@ def _ir(real: str) -> str:
     ext_dy = "%dd = fpext float %dv to double" if single else ""
     yd, dd = ("%yd", "%dd") if single else ("%yv", "%dv")
     tag = "4" if single else "8"
+    # nonfinite: a float is NaN or ±Inf iff its exponent bits are all ones
+    bits, expo = ("i32", "2139095040") if single else ("i64", "9218868437227405312")
+    widen, ret = ("%r64 = zext i32 %r to i64", "%r64") if single else ("", "%r")
     return f"""
+define i64 @diffaust_nonfinite_{tag}(ptr noalias %a, i64 %n) {{
+entry:
+  %any = icmp sgt i64 %n, 0
+  br i1 %any, label %loop, label %done
+loop:
+  %i = phi i64 [0, %entry], [%i1, %loop]
+  %s = phi {bits} [0, %entry], [%s1, %loop]
+  %ap = getelementptr {bits}, ptr %a, i64 %i
+  %av = load {bits}, ptr %ap
+  %e = and {bits} %av, {expo}
+  %c = icmp eq {bits} %e, {expo}
+  %z = zext i1 %c to {bits}
+  %s1 = or {bits} %s, %z
+  %i1 = add nuw nsw i64 %i, 1
+  %more = icmp slt i64 %i1, %n
+  br i1 %more, label %loop, label %done
+done:
+  %r = phi {bits} [0, %entry], [%s1, %loop]
+  {widen}
+  ret i64 {ret}
+}}
+
 define double @diffaust_sqdiff_{tag}(ptr noalias %y, ptr noalias %t, i64 %n, double %scale, ptr noalias %g) {{
 entry:
   %any = icmp sgt i64 %n, 0
@@ -99,7 +130,7 @@ exit:
 
 
 def _funcs(dtype) -> tuple:
-    """(sqdiff, pgrad) ctypes functions for y/dy of ``dtype`` (float32 or float64)."""
+    """(sqdiff, pgrad, nonfinite) ctypes functions for y/dy of ``dtype`` (float32 or float64)."""
     key = np.dtype(dtype).itemsize
     with _LOCK:
         f = _FUNCS.get(key)
@@ -117,7 +148,8 @@ def _funcs(dtype) -> tuple:
         j.engine.add_object_file(j.llvm.ObjectFileRef.from_data(obj))
         j.engine.finalize_object()
         f = (_SQDIFF(j.engine.get_function_address(f"diffaust_sqdiff_{key}")),
-             _PGRAD(j.engine.get_function_address(f"diffaust_pgrad_{key}")))
+             _PGRAD(j.engine.get_function_address(f"diffaust_pgrad_{key}")),
+             _NONFINITE(j.engine.get_function_address(f"diffaust_nonfinite_{key}")))
     with _LOCK:
         _FUNCS.setdefault(key, f)
         return _FUNCS[key]
@@ -135,7 +167,7 @@ def sqdiff(y: np.ndarray, t: np.ndarray, scale: float, g: np.ndarray) -> float:
         d = np.asarray(y, dtype=np.float64) - t
         np.multiply(d, scale, out=g.reshape(d.shape))
         return float(np.sum(d * d))
-    f, _ = _funcs(y.dtype)
+    f = _funcs(y.dtype)[0]
     return float(f(y.ctypes.data, t.ctypes.data, y.size, float(scale), g.ctypes.data))
 
 
@@ -145,6 +177,16 @@ def pgrad(g: np.ndarray, dy: np.ndarray) -> np.ndarray:
     out = np.empty(P)
     if not (_native(g) and g.dtype == np.float64 and g.size == n and _native(dy)):
         return np.einsum("pn,n->p", dy, g, dtype=np.float64, casting="unsafe") if P else out
-    _, f = _funcs(dy.dtype)
+    f = _funcs(dy.dtype)[1]
     f(g.ctypes.data, dy.ctypes.data, n, P, out.ctypes.data)
     return out
+
+
+def all_finite(a) -> bool:
+    """Whether every entry of ``a`` is finite (no NaN, no ±Inf): one native pass for a
+    float32/float64 array contiguous in memory (a batch's cotangents, checked on every
+    backward pass), NumPy otherwise."""
+    if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and (
+            a.flags.c_contiguous or a.flags.f_contiguous):
+        return a.size == 0 or _funcs(a.dtype)[2](a.ctypes.data, a.size) == 0
+    return bool(np.all(np.isfinite(a)))

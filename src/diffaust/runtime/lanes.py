@@ -101,6 +101,10 @@ class LaneInstance:
         self._width = 8 if d.double else 4
         self._zero: Optional[np.ndarray] = None
         self._sink: Optional[np.ndarray] = None
+        # each parameter's values in the state: (lanes,) or, shared by every lane, (1,)
+        self._views = [np.ndarray((1 if prog.param_uniform[i] else self.lanes,), dtype=self._dt,
+                                  buffer=self._state, offset=prog.param_offsets[i]) for i in range(len(d.params))]
+        self._by_path = {p.path: i for i, p in enumerate(d.params)}
         self.reset()
 
     def reset(self):
@@ -119,7 +123,9 @@ class LaneInstance:
     def set_param(self, name, values) -> None:
         """Parameter `name` (label, path or index) in every lane: `values` of shape (lanes,)
         (or fewer: the remaining lanes keep theirs)."""
-        i = self.dsp.param_index(name)
+        i = self._by_path.get(name) if isinstance(name, str) else None
+        if i is None:
+            i = self.dsp.param_index(name)
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size > self.lanes:
             raise UsageError(f"{v.size} values for {self.lanes} lanes")
@@ -127,9 +133,14 @@ class LaneInstance:
             if v.size and np.any(v != v[0]):
                 raise UsageError(f"parameter '{self.dsp.params[i].label}' is shared by every lane: one value")
             v = v[:1]
-        view = np.ndarray((v.size,), dtype=self._dt, buffer=self._state,
-                          offset=self.prog.param_offsets[i])
-        view[:] = v
+        self._views[i][:v.size] = v
+
+    def set_read(self, values: dict) -> None:
+        """`set_param` for each {path: values} the program reads; the other paths are
+        skipped (a program built from another's signals reads some of its parameters)."""
+        for path, v in values.items():
+            if path in self._by_path:
+                self.set_param(path, v)
 
     def get_param(self, name) -> np.ndarray:
         i = self.dsp.param_index(name)
@@ -139,7 +150,7 @@ class LaneInstance:
         return np.ndarray((self.lanes,), dtype=self._dt, buffer=self._state,
                           offset=self.prog.param_offsets[i]).astype(np.float64)
 
-    def compute_items(self, ins, outs, items, n: int, block_size: Optional[int] = None) -> None:
+    def compute_items(self, ins, outs, items, n: int, block_size: Optional[int] = None, defer: bool = False):
         """`compute` for batch items `items` (a range or sequence of at most `lanes` indices,
         lane k = items[k]) of batch arrays: ins / outs are lists of (array, column) pairs, each
         array (batch, channels, samples) of the samples' dtype, contiguous along the samples
@@ -149,17 +160,22 @@ class LaneInstance:
         per lane (lane k = lane_items[k]); or (array, column, "packed"): the group's own
         (channels, L·samples) array of packed channels (`LanePrograms.packed_inputs` /
         `packed_outputs`), sample i of lane k at (column + i)·L + k.  Checked once per array,
-        the channel pointers made by array arithmetic: a batch's fast path (the PyTorch layer)."""
+        the channel pointers made from its address and strides: a batch's fast path (the
+        PyTorch and JAX layers).
+        defer: checked and prepared now, run later: returns a callable that runs it (the
+        batch layers prepare every group, then run the compiled calls on their threads)."""
         d, L, dt = self.dsp, self.lanes, self._dt
-        items = np.asarray(items, dtype=np.intp).reshape(-1)
-        m = items.size
+        items = list(items) if isinstance(items, range) else [int(i) for i in np.asarray(items, dtype=np.intp).ravel()]
+        m = len(items)
+        items_lo, items_hi = (min(items), max(items)) if m else (0, 0)
         if m > L or m == 0:
             raise UsageError(f"compute_items: 1 to {L} items, got {m}")
         size = np.dtype(dt).itemsize
 
         def pointers(segs, want, spare):
-            ptr = np.empty(max(want * L, 1), dtype=np.uintp)
-            c0 = 0
+            # ptr[c·L + k]: channel c of lane k (a few dozen Python ints: cheaper than array arithmetic)
+            ptr = []
+            spare = spare.ctypes.data if m < L else 0
             for seg in segs:
                 a, col = seg[0], seg[1]
                 if len(seg) > 2 and seg[2] == "packed":  # the group's interleaved (channels, L·samples)
@@ -167,35 +183,45 @@ class LaneInstance:
                             or a.shape[1] < (col + n) * L):
                         raise UsageError(f"compute_items: a packed array must be C-contiguous "
                                          f"{np.dtype(dt).name} (channels, >= {L} x (column + {n}))")
+                    # channel c's L pointers all point at its row (the lanes are interleaved)
+                    base, s0 = a.ctypes.data + col * L * size, a.strides[0]
                     for c in range(a.shape[0]):
-                        ptr[(c0 + c) * L:(c0 + c + 1) * L] = a[c].ctypes.data + col * L * size
-                    c0 += a.shape[0]
+                        ptr += [base + c * s0] * L
                     continue
-                its = items if len(seg) == 2 else np.asarray(seg[2], dtype=np.intp).reshape(-1)
+                if len(seg) == 2:
+                    its, lo, hi = items, items_lo, items_hi
+                else:
+                    its = [int(i) for i in np.asarray(seg[2], dtype=np.intp).reshape(-1)]
+                    lo, hi = (min(its), max(its)) if its else (0, 0)
                 if isinstance(a, np.ndarray) and a.ndim == 3 and a.shape[1] == 0:
                     continue  # no channel: no pointer (numpy's strides of an empty array are anything)
                 if (not isinstance(a, np.ndarray) or a.dtype != dt or a.ndim != 3 or a.strides[2] != size
-                        or min(a.strides[:2]) < 0 or a.shape[2] < col + n or its.size != m
-                        or its.max() >= a.shape[0] or its.min() < 0):
+                        or min(a.strides[:2]) < 0 or a.shape[2] < col + n or len(its) != m
+                        or hi >= a.shape[0] or lo < 0):
                     raise UsageError(f"compute_items: arrays must be {np.dtype(dt).name} (batch, channels, "
                                      f">= column + {n}), contiguous along the samples, an item per lane")
-                C = a.shape[1]
-                base = a.ctypes.data + col * size + its * a.strides[0]
-                for c in range(C):
-                    ptr[(c0 + c) * L:(c0 + c) * L + m] = base + c * a.strides[1]
-                c0 += C
-            if c0 != want:
-                raise UsageError(f"compute_items: {want} channels expected, got {c0}")
-            if m < L:  # lanes without an item: a spare row (zeros in; a sink out, shared)
-                for c in range(want):
-                    ptr[c * L + m:(c + 1) * L] = spare.ctypes.data
-            return ptr
+                base, (s0, s1) = a.ctypes.data + col * size, a.strides[:2]
+                for c in range(a.shape[1]):
+                    row = base + c * s1
+                    ptr += [row + i * s0 for i in its]
+                    if m < L:  # lanes without an item: a spare row (zeros in; a sink out, shared)
+                        ptr += [spare] * (L - m)
+            if len(ptr) != want * L:
+                raise UsageError(f"compute_items: {want} channels expected, got {len(ptr) // L}")
+            return np.array(ptr or [0], dtype=np.uintp)
 
         if m < L and (self._zero is None or self._zero.shape[1] < n):
             self._zero = np.zeros((max(d.inputs, 1), n), dtype=dt)
             self._sink = np.empty((max(d.total_outputs, 1), n), dtype=dt)
         ip = pointers(ins, d.inputs, self._zero[0] if m < L else None)
         op = pointers(outs, d.total_outputs, self._sink[0] if m < L else None)
+        if defer:
+            addrs = (ip.ctypes.data, op.ctypes.data)
+
+            def run(_keep=(ip, op)):  # the pointer arrays live as long as the call
+                self._run(n, addrs[0], addrs[1], block_size)
+
+            return run
         self._run(n, ip.ctypes.data, op.ctypes.data, block_size)
 
     def _run(self, n, ip, op, block_size):
@@ -251,6 +277,26 @@ class LaneInstance:
             for c in range(nout):
                 op[c * L + k] = y[c].ctypes.data
         self._run(n, ctypes.addressof(ip), ctypes.addressof(op), block_size)
+
+
+def checked_sums(inst, run, y_bar, items, defer: bool):
+    """A lane call that sums over time (reverse mode's adjoint, forward mode's gradient
+    program) with its cotangent ȳ checked first: `run` (a prepared `compute_items` call of
+    `inst`) after ȳ's rows of `items` are found finite.  defer: returns the checked call;
+    else runs it and returns (sums, len(items)), `inst.accumulators()` of the items' lanes."""
+    from .kernels import all_finite
+
+    yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
+
+    def checked():
+        if not all_finite(yb):
+            raise UsageError("y_bar holds NaN or Inf")
+        run()
+
+    if defer:
+        return checked
+    checked()
+    return inst.accumulators()[:, :len(items)]
 
 
 def lane_groups(batch: int, width: int) -> list:

@@ -30,6 +30,8 @@ import numpy as np
 
 from ..errors import DiffaustError, UsageError
 from .dsp import set_read_params, thread_instance
+from .kernels import all_finite
+from .lanes import checked_sums
 
 DEFAULT_MEMORY = 256 << 20  # bytes of tape (and of segment buffers) before checkpointing
 
@@ -274,13 +276,16 @@ class Reverse:
         the lanes interleaved."""
         return (self.n_tape, lanes[0].lanes * (self.max_back + n))
 
-    def forward_items(self, lanes, x, items, n: int, values: dict, y, tape, block_size: Optional[int] = None) -> bool:
+    def forward_items(self, lanes, x, items, n: int, values: dict, y, tape, block_size: Optional[int] = None, *,
+                      inst=None, defer: bool = False):
         """`forward` of the batch items `items` (at most the lane width) at once, in the lanes
         of `lanes` (from `Reverse.lanes`): x (batch, inputs, n) and y (batch, outputs, n)
         C-contiguous arrays of the samples' dtype, the items' rows of y written; tape: the
         group's (`tape_shape`), written (its history zeroed); values: {path: values over
         `items`}.  False, nothing run, when the group's tape would exceed the default memory
-        (the caller runs `forward` item by item: checkpoints)."""
+        (the caller runs `forward` item by item: checkpoints).  inst: the tape program's lane
+        instance to run on, reset (default: this thread's); defer: prepared now, returns a
+        callable that runs it (`LaneInstance.compute_items`) instead of True."""
         dt = self.dsp.dtype
         bs = self.dsp._bs(block_size)
         O, T = self.n_outputs, self.n_tape
@@ -292,25 +297,26 @@ class Reverse:
         if tape.shape != self.tape_shape(lanes, n) or tape.dtype != dt:
             raise DiffaustError("internal error: forward_items: a tape of the wrong shape")
         tape[:, :D * L] = 0.0
-        inst = self._lane_instance(lanes[0])
+        if inst is None:
+            inst = self._lane_instance(lanes[0])
         set_read_params(inst, self.dsp, values)
-        inst.compute_items([(x, 0)], [(y, 0), (tape, D, "packed")], items, n, bs)
-        return True
+        run = inst.compute_items([(x, 0)], [(y, 0), (tape, D, "packed")], items, n, bs, defer=defer)
+        return run if defer else True
 
-    def backward_items(self, lanes, tape, y_bar, items, n: int, values: dict, g) -> np.ndarray:
+    def backward_items(self, lanes, tape, y_bar, items, n: int, values: dict, g, *, inst=None, defer: bool = False):
         """`backward` of the items of one `forward_items` call at once (`tape`: its group's):
         ȳ (batch, outputs, n), g (batch, inputs, n) for x̄ (written).  Returns (variables, len(items)): the gradient
-        w.r.t. each parameter of `self.paths`, item by item."""
+        w.r.t. each parameter of `self.paths`, item by item.  inst: the adjoint's lane
+        instance to run on, reset (default: this thread's); defer: prepared now, returns a
+        callable that checks ȳ and runs it; the gradient is then ``inst.accumulators()``."""
         if lanes[0].lanes != lanes[1].lanes or tape.shape != self.tape_shape(lanes, n):
             raise DiffaustError("internal error: backward_items: the tape of another lane width")
-        yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
-        if not np.all(np.isfinite(yb)):
-            raise UsageError("y_bar holds NaN or Inf")
-        inst = self._lane_instance(lanes[1])
+        if inst is None:
+            inst = self._lane_instance(lanes[1])
         set_read_params(inst, self.dsp, values)
-        inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
-                           items, n, max(1, n))
-        return inst.accumulators()[:, :len(items)]
+        run = inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
+                                 items, n, max(1, n), defer=True)
+        return checked_sums(inst, run, y_bar, items, defer)
 
     def _gradient(self, g, y, adj):
         words = adj._state
@@ -359,7 +365,7 @@ def _check_cotangent(y_bar, outputs: int, n: int, dt) -> np.ndarray:
     if a.dtype.kind not in "fiub":
         raise UsageError(f"y_bar must hold real numbers, got dtype {a.dtype}")
     a = np.ascontiguousarray(a, dtype=dt)
-    if not np.all(np.isfinite(a)):
+    if not all_finite(a):
         raise UsageError("y_bar holds NaN or Inf")
     return a
 
