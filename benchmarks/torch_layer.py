@@ -13,12 +13,15 @@ machine gives this work in the same run, the ceiling of the layer's.
 The layer's defaults otherwise: the batch in SIMD lanes (``lanes=None``: 8 items per
 compiled call for resonlp, 4 for zita, whose state is larger; `runtime.lanes.lane_width`).
 Each time is the median of ``--reps`` (or more: at least 1 s of steps per thread count) after
-one warm-up, the thread counts timed in turn rep by rep so that they share the machine's load.
+one warm-up, the thread counts timed in turn so that they share the machine's load: 6 steps
+of one, then 6 of the other, the first of each 6 not timed (the native pool's workers poll
+~1 ms after a pass: that step may run beside them).
 
 DawDreamer: its Faust -> Flax/JAX code (``boxToSource(box, 'jax', ...)``, float32),
 ``jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1))))`` over the same batch (gradient
 w.r.t. the parameters and the input; ``argnums=(0,)``, the parameters only, in the
-"-params-only" rows), timed after a compile call; skipped with a note when
+"-params-only" rows), timed after a compile call and after all of diffaust's rows (its
+XLA runs use both cores for a minute and more); skipped with a note when
 dawdreamer, jax or flax is missing (``pip install -e '.[bench]'``).
 
 Programs: resonlp = ``fi.resonlp(fc, q, gain)`` (3 parameters), zita =
@@ -51,6 +54,11 @@ N = 48000
 BATCH = 16
 SEED = 7
 MIN_SECONDS = 1.0  # each thread count timed over at least this long (`enough`)
+# the thread counts are timed in turn, BLOCK steps each, the first of a block not timed: the
+# native pool's workers poll ~1 ms after a pass, so a block's first step may run beside the
+# previous block's polls (a sleep between the steps instead made every step, 1 thread's too,
+# 40 % slower here: the vCPU idles and comes back cold)
+BLOCK = 6
 
 RESONLP = """import("stdfaust.lib");
 fc = hslider("fc [diff:1]", 1000, 50, 10000, 1);
@@ -79,6 +87,22 @@ CASES = {
 }
 
 
+
+
+def timed_blocks(steps: dict, reps: int, after_round=None) -> dict:
+    """{key: step times}: the steps timed in turn, BLOCK of each at a time (the first of each
+    block not timed), until each has `reps` times."""
+    ts = {k: [] for k in steps}
+    while min(len(v) for v in ts.values()) < reps:
+        for k, step in steps.items():
+            for i in range(BLOCK):
+                t0 = time.perf_counter()
+                step()
+                if i:
+                    ts[k].append(time.perf_counter() - t0)
+        if after_round is not None:
+            after_round()
+    return ts
 
 
 def enough(reps, step, seconds=MIN_SECONDS):
@@ -132,14 +156,9 @@ def diffaust_times(name, reps):
 
     for m in mods.values():
         step(m)  # warm-up: compiles the reverse programs (and the per-sample variant)
-    ts = {k: [] for k in mods}
     loads = [load()]
-    for _ in range(enough(reps, lambda: step(mods[1]))):
-        for k, m in mods.items():
-            t0 = time.perf_counter()
-            step(m)
-            ts[k].append(time.perf_counter() - t0)
-        loads.append(load())
+    ts = timed_blocks({k: (lambda m=m: step(m)) for k, m in mods.items()}, enough(reps, lambda: step(mods[1])),
+                      lambda: loads.append(load()))
     m = mods[1]
     mode = "forward" if m._jvp_dsp is not None and (m._ad_timed in (None, "forward")) else "reverse"
     return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads, mode
@@ -209,18 +228,19 @@ def compiled_times(name, reps, mode):
 
     def step():
         for jobs, st in zip(passes, states):
-            m._map(lambda k: (np.copyto(*st[k]), jobs[k]()), len(jobs))
+            for state, prepared in st:
+                np.copyto(state, prepared)
+            m._run_prepared(jobs)
 
-    ts = {1: [], 2: []}
-    for k in (1, 2):
-        m.threads = k
-        step()
-    for _ in range(enough(reps, step)):
-        for k in (1, 2):
+    def at(k):
+        def run():
             m.threads = k
-            t0 = time.perf_counter()
             step()
-            ts[k].append(time.perf_counter() - t0)
+        return run
+
+    for k in (1, 2):
+        at(k)()
+    ts = timed_blocks({k: at(k) for k in (1, 2)}, enough(reps, step))
     return {k: statistics.median(vv) for k, vv in ts.items()}
 
 
@@ -291,11 +311,18 @@ def main(argv=None):
             "compiled calls alone: 1 / 2 threads (scaling)", "load avg (1 min)",
             "DawDreamer JAX vmap(value_and_grad)", "speed-up (2 threads)"]
     rows, notes = [], []
+    # diffaust's rows first, then DawDreamer's: the JAX runs (two cores for a minute) come after
+    ours = {}
     for name in names:
         (t, loads, mode) = diffaust_times(name, args.reps)
+        c = compiled_times(name, max(args.reps, 15), mode)
+        ours[name] = (t, loads, mode, c)
+        (m1, _), (m2, _) = t[1], t[2]
+        print(f"{name}: {fmt(m1)} / {fmt(m2)} ({m1 / m2:.2f}x)", flush=True)
+    for name in names:
+        (t, loads, mode, c) = ours[name]
         (m1, f1), (m2, f2) = t[1], t[2]
         P = len(CASES[name][3])
-        c = compiled_times(name, max(args.reps, 15), mode)
         ceiling = "n/a (not in lanes)" if c is None else f"{fmt(c[1])} / {fmt(c[2])} ({c[1] / c[2]:.2f}x)"
         jx, up = "n/a", "n/a"
         if not args.skip_jax:
@@ -309,8 +336,8 @@ def main(argv=None):
                 jx = f"n/a ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
         else:
             jx = "skipped (--skip-jax)"
-        row = [name, str(P), "yes" if CASES[name][5] else "no", mode, fmt(m1), fmt(m2), f"{m1 / m2:.2f}x", f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)",
-               ceiling, f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
+        row = [name, str(P), "yes" if CASES[name][5] else "no", mode, fmt(m1), fmt(m2), f"{m1 / m2:.2f}x",
+               f"{fmt(f1)} / {fmt(f2)} ({f1 / f2:.2f}x)", ceiling, f"{min(loads):.2f}-{max(loads):.2f}", jx, up]
         rows.append(row)
         print(" | ".join(row), flush=True)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]

@@ -332,6 +332,33 @@ def test_concurrent_calls_share_nothing():
             assert torch.equal(a, b)
 
 
+def test_native_pool_matches_one_thread():
+    """The lane groups on the native pool (2 threads), on the Python thread pool and on one
+    thread: the same outputs and gradients, bit for bit, in the render, reverse mode and
+    forward mode's gradient program."""
+    x = torch.randn(21, 1, 700, generator=gen(40))
+    d = torch.linspace(2, 55, 21)
+    w = torch.randn(21, 1, 700, generator=gen(41))
+    res = []
+    for threads, native in ((1, True), (2, True), (2, False)):
+        m = FaustModule(FDELAY, threads=threads)
+        m.native_pool = native
+        got = []
+        for ad, x_grad in (("reverse", True), ("forward", False)):
+            m.ad = ad
+            xi, di = x.clone().requires_grad_(x_grad), d.clone().requires_grad_()
+            y = m(xi, {"d": di})
+            (y * w).sum().backward()
+            got += [y.detach(), di.grad] + ([xi.grad] if x_grad else [])
+        with torch.no_grad():
+            got.append(m(x, {"d": d}))
+        assert (m._npool is not None) == (threads > 1 and native)
+        res.append(got)
+    for other in res[1:]:
+        for a, b in zip(res[0], other):
+            assert torch.equal(a, b)
+
+
 def test_program_without_inputs_and_gradients_to_x_only():
     m = FaustModule(OSCI, threads=2)
     y = m(None, {"f": torch.tensor([440.0, 880.0])}, n=128)

@@ -63,6 +63,7 @@ Errors (bad shapes, an unknown parameter, gradients asked of a program that has 
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from functools import partial
 from concurrent.futures import ThreadPoolExecutor
@@ -99,7 +100,10 @@ class FaustModule(nn.Module):
     program: Faust source text or a path to a .dsp file.
     double: run in float64 (tensors are converted; the output is float64) instead of float32.
     threads: batch items rendered at once (default ``os.cpu_count()``); ``module.threads``
-        may be changed later.
+        may be changed later.  With 2 or more, a pass's lane groups run on a native pool
+        (runtime/pool.py: no GIL, no OS wake-up within a pass): its workers poll for about a
+        millisecond after each pass (a step's next pass comes sooner), then sleep until the
+        next call wakes them.  ``module.native_pool = False``: a Python thread pool instead.
     ad: "auto", "forward" or "reverse": how gradients are computed (see the module's
         docstring); ``module.ad`` may be changed later.
     lanes: batch items computed at once in the SIMD lanes of one instance (`Dsp.lanes`):
@@ -127,6 +131,7 @@ class FaustModule(nn.Module):
                                     or threads < 1):
             raise UsageError(f"FaustModule: threads must be a whole number >= 1 (or None), got {threads!r}")
         self.threads = threads
+        self.native_pool = True
         self.ad = _check_ad(ad)
         self.lanes = _check_lanes(lanes)
         self._setup()
@@ -141,18 +146,20 @@ class FaustModule(nn.Module):
         self._diff_params = [p for p in self.dsp.params if p.diff]  # compiled without forward mode
         self._variants = {(): self.dsp}  # per-sample paths -> compiled program
         self._ad_timed = None  # "forward" or "reverse": auto's choice, timed once
-        self._free: list = []  # reverse mode's tape buffers (in lanes), given back when the graph is freed
+        self._free: list = []  # spare buffers (tapes, per-sample inputs), newest last
+        self._returned = queue.SimpleQueue()  # buffers given back (from __del__ too: no lock there)
         self._lock = threading.Lock()
         self._tls = threading.local()
         self._pool = None
         self._pool_size = 0
         self._lp_cache: dict = {}  # (program, pass, lane width) -> lane programs or None
+        self._npool = None  # the native pool of the groups' compiled calls (runtime/pool.py)
         self._inst_free: dict = {}  # (lane programs, groups) -> [a call's instances, free]
 
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
         for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
-                  "_ad_timed", "_free", "_lp_cache", "_inst_free"):
+                  "_ad_timed", "_free", "_returned", "_lp_cache", "_inst_free", "_npool"):
             state.pop(k, None)
         return state
 
@@ -235,14 +242,21 @@ class FaustModule(nn.Module):
         (a fresh array of a batch's tapes costs its page faults on every step, as much as
         the renders of a small program)."""
         with self._lock:
+            while True:  # the buffers given back since, the newest kept
+                try:
+                    self._free.append(self._returned.get_nowait())
+                except queue.Empty:
+                    break
+            del self._free[:-FREE_BUFFERS]
             for k, a in enumerate(self._free):
                 if a.shape == shape and a.dtype == dtype:
                     return self._free.pop(k)
         return np.empty(shape, dtype=dtype)
 
     def _give(self, a: np.ndarray) -> None:
-        with self._lock:
-            self._free = (self._free + [a])[-2:]
+        """Give a buffer back for `_take` (safe from __del__ and the garbage collector: a
+        queue, no lock)."""
+        self._returned.put(a)
 
     def _executor(self, jobs: int):
         """(pool or None, workers to use) for `jobs` batch items."""
@@ -333,11 +347,60 @@ class FaustModule(nn.Module):
             if len(free) < 2:
                 free.append(insts)
 
+    def _native_pool(self, jobs: int):
+        """The module's native pool for a pass of `jobs` groups (runtime/pool.py: threads - 1
+        workers), or None: one thread, one group, or ``native_pool`` off."""
+        if not self.native_pool:
+            return None
+        t = self.threads
+        if t is None:
+            t = os.cpu_count() or 1
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 1:
+            raise UsageError(f"FaustModule.threads must be a whole number >= 1 (or None), got {t!r}")
+        if min(int(t), jobs) < 2:
+            return None
+        with self._lock:
+            p = self._npool
+            if p is None or p.workers != int(t) - 1:
+                from .runtime.pool import NativePool
+
+                if p is not None:
+                    p.close()
+                p = self._npool = NativePool(int(t) - 1)
+        return p
+
+    def _run_prepared(self, calls: list) -> None:
+        """Run prepared calls (`runtime.lanes.PreparedCall`): on the native pool, or on the
+        thread pool where there is none or another call of this module holds it."""
+        pool = self._native_pool(len(calls))
+        if pool is not None and all(hasattr(c, "job") for c in calls) and pool.lock.acquire(blocking=False):
+            try:
+                pool.wake()
+                _run_native(pool, calls)
+                return
+            finally:
+                pool.lock.release()
+        self._map(lambda k: calls[k](), len(calls))
+
+    def _wake(self) -> None:
+        """Wake the native pool's workers (a pass is being prepared: their wake-up overlaps it)."""
+        p = self._npool
+        if p is not None:
+            p.wake()
+
     def _run_jobs(self, preps: list) -> list:
-        """Run a call's groups on the pool: preps[g]() prepares group g (Python, under the
-        GIL) and returns a callable that runs its compiled call (the GIL released), or a
-        false value (nothing to run).  A thread prepares and runs one group after the other:
-        while one runs, another thread prepares.  Returns what the preps returned."""
+        """Run a call's groups: preps[g]() prepares group g (Python, under the GIL) and
+        returns its prepared compiled call (`runtime.lanes.PreparedCall`), or a false value
+        (nothing to run).  With the native pool (runtime/pool.py) this thread prepares them
+        all, then the pool's workers and this thread run them with the GIL released; else on
+        the Python thread pool, each thread preparing and running one group after the other
+        (while one runs, another prepares).  Returns what the preps returned."""
+        pool = self._native_pool(len(preps))
+        if pool is not None:
+            self._wake()
+            calls = [prep() for prep in preps]
+            self._run_prepared([c for c in calls if c])
+            return calls
         got = [None] * len(preps)
 
         def one(k):
@@ -484,6 +547,7 @@ class _Lease:
 
 
 AD_MODES = ("auto", "forward", "reverse")
+FREE_BUFFERS = 4  # the module's spare buffers kept for the next steps (tapes, per-sample inputs)
 
 
 def _lane_values(cvals, cpaths, vpaths, items) -> dict:
@@ -517,6 +581,7 @@ class _FaustFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, spec: _Spec, x: torch.Tensor, *ptensors):
         m = spec.module
+        m._wake()
         dt, npdt = m.dtype, m._np_dtype
         n, B, I = spec.n, spec.batch, m.dsp.inputs
         nc = len(spec.const)
@@ -533,7 +598,10 @@ class _FaustFunction(torch.autograd.Function):
         ctx.inside = None if inside.all() else inside
         ctx.const_dims = [t.dim() for t in ptensors[:nc]]
         if spec.vary:  # the per-sample values become inputs after the program's own
-            x2 = np.empty((B, I + len(spec.vary), n), dtype=npdt)
+            # (a buffer of the module's, given back with the graph: a fresh one page-faulted
+            # 6 MB a step here for a batch of 16 one-second signals, a third of the step)
+            x2 = m._take((B, I + len(spec.vary), n), npdt)
+            ctx.x2_lease = _Lease(m, x2)
             x2[:, :I] = xnp
             for k, t in enumerate(ptensors[nc:]):
                 a = _to_numpy(t, dt)
@@ -630,6 +698,7 @@ class _FaustFunction(torch.autograd.Function):
         need = ctx.needs_input_grad  # (spec, x, *params)
         if not any(need[1:]):
             return (None,) * len(need)
+        m._wake()
         n, B, I = spec.n, spec.batch, m.dsp.inputs
         nc, nv = len(spec.const), len(spec.vary)
         ybar = _to_numpy(gy, m.dtype)
@@ -715,6 +784,21 @@ class _FaustFunction(torch.autograd.Function):
         for k in range(nv):
             res.append(torch.from_numpy(gx[:, I + k]).to(*reversed(dts[1 + nc + k])) if need[2 + nc + k] else None)
         return tuple(res)
+
+
+def _run_native(pool, calls: list) -> None:
+    """Run prepared calls on the native pool (the caller holds its lock); UsageError where a
+    call's cotangent held NaN or Inf (its call skipped)."""
+    from .runtime.pool import JOB_WORDS
+
+    jobs = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
+    used = [c.job(row) for c, row in zip(calls, jobs)]
+    if not all(used):
+        jobs = np.ascontiguousarray(jobs[np.flatnonzero(used)])
+    if len(jobs):
+        pool.run(jobs)
+        if jobs[:, 13].any():
+            raise UsageError("y_bar holds NaN or Inf")
 
 
 def _const_grads(ctx, gc, need, nc) -> list:

@@ -190,3 +190,13 @@ def all_finite(a) -> bool:
             a.flags.c_contiguous or a.flags.f_contiguous):
         return a.size == 0 or _funcs(a.dtype)[2](a.ctypes.data, a.size) == 0
     return bool(np.all(np.isfinite(a)))
+
+
+def nonfinite_address(a) -> int:
+    """The address of the native `nonfinite` for `a` (a native pool's check, runtime/pool.py:
+    fn(a.ctypes.data, a.size) != 0 when some entry is NaN or ±Inf), or 0 where ``a`` is not a
+    float32/float64 array contiguous in memory."""
+    if isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64) and (
+            a.flags.c_contiguous or a.flags.f_contiguous) and a.size:
+        return ctypes.cast(_funcs(a.dtype)[2], ctypes.c_void_p).value
+    return 0

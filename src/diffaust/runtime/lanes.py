@@ -216,12 +216,7 @@ class LaneInstance:
         ip = pointers(ins, d.inputs, self._zero[0] if m < L else None)
         op = pointers(outs, d.total_outputs, self._sink[0] if m < L else None)
         if defer:
-            addrs = (ip.ctypes.data, op.ctypes.data)
-
-            def run(_keep=(ip, op)):  # the pointer arrays live as long as the call
-                self._run(n, addrs[0], addrs[1], block_size)
-
-            return run
+            return PreparedCall(self, n, ip, op, block_size, (ins, outs))
         self._run(n, ip.ctypes.data, op.ctypes.data, block_size)
 
     def _run(self, n, ip, op, block_size):
@@ -236,6 +231,18 @@ class LaneInstance:
 
         block_driver(d.double)(self.prog._compute_addr, self._addr, n, bs, d.inputs * L, d.total_outputs * L,
                                ip, op)
+
+    def _native_call(self, n, ip, op, block_size) -> tuple:
+        """(kind, function address, arguments) of `_run`'s call, for a native pool's job
+        table (runtime/pool.py): kind 0 the compute function, 1 the block driver."""
+        d, L = self.dsp, self.lanes
+        bs = d._bs(block_size)
+        if n <= bs or not d.block_dependent:
+            return 0, self.prog._compute_addr, (self._addr, n, ip, op)
+        from ..codegen.llvm import block_driver
+
+        return 1, ctypes.cast(block_driver(d.double), ctypes.c_void_p).value, (
+            self.prog._compute_addr, self._addr, n, bs, d.inputs * L, d.total_outputs * L, ip, op)
 
     def accumulators(self) -> np.ndarray:
         """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
@@ -279,23 +286,62 @@ class LaneInstance:
         self._run(n, ctypes.addressof(ip), ctypes.addressof(op), block_size)
 
 
+class PreparedCall:
+    """A lane instance's compiled call, checked and prepared by `compute_items(defer=True)`:
+    calling it runs it (after the check of `check`, a cotangent that must be finite, when
+    one is set); `job(row)` writes it into a native pool's job table (runtime/pool.py)
+    instead.  It holds its pointer arrays and the arrays they point into (a deferred call
+    never reads freed memory)."""
+
+    __slots__ = ("inst", "n", "ip", "op", "block_size", "check", "_arrays")
+
+    def __init__(self, inst, n, ip, op, block_size, arrays=()):
+        self.inst, self.n, self.ip, self.op, self.block_size = inst, n, ip, op, block_size
+        self.check = None
+        self._arrays = arrays
+
+    def _checked(self) -> None:
+        from .kernels import all_finite
+
+        if self.check is not None and not all_finite(self.check):
+            raise UsageError("y_bar holds NaN or Inf")
+
+    def __call__(self) -> None:
+        self._checked()
+        self.inst._run(self.n, self.ip.ctypes.data, self.op.ctypes.data, self.block_size)
+
+    def job(self, row: np.ndarray) -> bool:
+        """Fill `row` (JOB_WORDS int64) with this call; False (nothing written) when it has
+        no sample to run.  A check the native kernel cannot do (a non-contiguous cotangent)
+        is done now."""
+        if self.n <= 0:
+            self._checked()
+            return False
+        kind, fn, args = self.inst._native_call(self.n, self.ip.ctypes.data, self.op.ctypes.data,
+                                                self.block_size)
+        row[0], row[1] = kind, fn
+        row[2:2 + len(args)] = args
+        c = self.check
+        if c is not None:
+            from .kernels import nonfinite_address
+
+            addr = nonfinite_address(c)
+            if addr:
+                row[10], row[11], row[12] = addr, c.ctypes.data, c.size
+            else:
+                self._checked()
+        return True
+
+
 def checked_sums(inst, run, y_bar, items, defer: bool):
     """A lane call that sums over time (reverse mode's adjoint, forward mode's gradient
     program) with its cotangent ȳ checked first: `run` (a prepared `compute_items` call of
     `inst`) after ȳ's rows of `items` are found finite.  defer: returns the checked call;
     else runs it and returns (sums, len(items)), `inst.accumulators()` of the items' lanes."""
-    from .kernels import all_finite
-
-    yb = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
-
-    def checked():
-        if not all_finite(yb):
-            raise UsageError("y_bar holds NaN or Inf")
-        run()
-
+    run.check = y_bar[items.start:items.stop] if isinstance(items, range) else y_bar[list(items)]
     if defer:
-        return checked
-    checked()
+        return run
+    run()
     return inst.accumulators()[:, :len(items)]
 
 

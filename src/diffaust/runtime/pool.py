@@ -1,0 +1,296 @@
+"""A native worker pool for a batch's compiled calls: no GIL, no OS wake-up inside a pass.
+
+The PyTorch layer runs a batch as a few compiled calls (one per lane group, `runtime/lanes.py`)
+per pass, two passes a step.  On a Python thread pool each pass pays the OS's wake-up of the
+worker and then of the caller (~50 µs a pass on 2 threads, measured: `FaustModule._map` of
+two empty jobs takes 1 µs on one thread, 50 µs on two) and the GIL's hand-offs between the
+threads' Python.  Here the caller prepares every group's call (Python), publishes them as a
+table of function pointers and arguments, and runs its share; the workers, spinning with
+the GIL released since the caller woke them (at the start of its preparation) or since
+their last pass, take the others at once.  All of it native:
+
+    pool_run(desc, jobs, n)         the caller: publish, claim and run, wait for all n done
+    pool_work(desc, seen, spins)    a worker: up to `spins` polls for a generation other than
+                                    `seen`; claims and runs its jobs; returns that generation,
+                                    -1 (nothing came: the worker sleeps on an Event) or -2 (stop)
+
+The descriptor (int64 words): [0] the claim word, generation << 40 | jobs << 20 | next
+(one atomic word, so a claim — a compare-and-swap of next — is of the generation and job
+count it read); [1] the job table's address; [2] jobs done; [3] stop.  The caller
+publishes a generation only after every job of the previous one is done, so a worker's
+successful claim always reads the table it was made for.  A job (16 int64):
+
+    [0] kind: 0 = fn(state, n, inputs, outputs)  (a compute function)
+              1 = fn(compute, state, n, block, n_in, n_out, inputs, outputs)  (the block driver)
+    [1] fn, [2..9] its arguments (in order), [10] check fn (0: none): check(ptr, count) != 0
+    skips the call (ȳ not finite, `kernels.all_finite`), [11] ptr, [12] count, [13] its result.
+
+A worker that sleeps through a pass costs nothing but its share: the caller claims every
+job left (it never waits for one that nobody took).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+import weakref
+
+import numpy as np
+
+_LOCK = threading.Lock()
+_FUNCS: dict = {}
+_RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+_WORK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+
+JOB_WORDS = 16
+MAX_JOBS = (1 << 20) - 1
+SPIN_SECONDS = 1e-3  # a worker polls this long after a pass (the next pass of a step comes sooner)
+
+
+def _ir() -> str:
+    # no `pause` in the polls: under KVM a loop of them exits to the host (pause-loop
+    # exiting), ~25 µs a poll measured here; a load-only poll of a shared line is cheap
+    pause = ""
+    # the job's words 2..9: the call's arguments, %a0i .. %a7i
+    args = "\n".join(f"  %a{k}p = getelementptr i64, ptr %jp, i64 {k + 2}\n  %a{k}i = load i64, ptr %a{k}p"
+                     for k in range(8))
+    return f"""
+
+define internal void @claim_run(ptr %d, i64 %gen) {{
+entry:
+  br label %loop
+loop:
+  %w = load atomic i64, ptr %d acquire, align 8
+  %g = lshr i64 %w, 40
+  %same = icmp eq i64 %g, %gen
+  br i1 %same, label %count, label %exit
+count:
+  %nj0 = lshr i64 %w, 20
+  %nj = and i64 %nj0, 1048575
+  %i = and i64 %w, 1048575
+  %more = icmp ult i64 %i, %nj
+  br i1 %more, label %cas, label %exit
+cas:
+  %w1 = add i64 %w, 1
+  %pair = cmpxchg ptr %d, i64 %w, i64 %w1 acq_rel acquire
+  %ok = extractvalue {{i64, i1}} %pair, 1
+  br i1 %ok, label %job, label %loop
+job:
+  %tp = getelementptr i64, ptr %d, i64 1
+  %ti = load atomic i64, ptr %tp acquire, align 8
+  %table = inttoptr i64 %ti to ptr
+  %off = mul i64 %i, {JOB_WORDS}
+  %jp = getelementptr i64, ptr %table, i64 %off
+  %kind = load i64, ptr %jp
+  %fp1 = getelementptr i64, ptr %jp, i64 1
+  %fni = load i64, ptr %fp1
+  %fn = inttoptr i64 %fni to ptr
+{args}
+  %cfp = getelementptr i64, ptr %jp, i64 10
+  %cfi = load i64, ptr %cfp
+  %hascheck = icmp ne i64 %cfi, 0
+  br i1 %hascheck, label %check, label %call
+check:
+  %cf = inttoptr i64 %cfi to ptr
+  %cpp = getelementptr i64, ptr %jp, i64 11
+  %cpi = load i64, ptr %cpp
+  %cptr = inttoptr i64 %cpi to ptr
+  %cnp = getelementptr i64, ptr %jp, i64 12
+  %cn = load i64, ptr %cnp
+  %bad = call i64 %cf(ptr %cptr, i64 %cn)
+  %rp = getelementptr i64, ptr %jp, i64 13
+  store i64 %bad, ptr %rp
+  %isbad = icmp ne i64 %bad, 0
+  br i1 %isbad, label %done, label %call
+call:
+  %k0 = icmp eq i64 %kind, 0
+  %a0 = inttoptr i64 %a0i to ptr
+  br i1 %k0, label %compute, label %blocks
+compute:
+  %n32 = trunc i64 %a1i to i32
+  %ip = inttoptr i64 %a2i to ptr
+  %op = inttoptr i64 %a3i to ptr
+  call void %fn(ptr %a0, i32 %n32, ptr %ip, ptr %op)
+  br label %done
+blocks:
+  %b1 = inttoptr i64 %a1i to ptr
+  %b2 = trunc i64 %a2i to i32
+  %b3 = trunc i64 %a3i to i32
+  %b4 = trunc i64 %a4i to i32
+  %b5 = trunc i64 %a5i to i32
+  %b6 = inttoptr i64 %a6i to ptr
+  %b7 = inttoptr i64 %a7i to ptr
+  call void %fn(ptr %a0, ptr %b1, i32 %b2, i32 %b3, i32 %b4, i32 %b5, ptr %b6, ptr %b7)
+  br label %done
+done:
+  %dp = getelementptr i64, ptr %d, i64 2
+  %old = atomicrmw add ptr %dp, i64 1 release
+  br label %loop
+exit:
+  ret void
+}}
+
+define void @diffaust_pool_run(ptr %d, ptr %jobs, i64 %n) {{
+entry:
+  %w = load atomic i64, ptr %d acquire, align 8
+  %g = lshr i64 %w, 40
+  %g1 = add i64 %g, 1
+  %gen = and i64 %g1, 16777215
+  %tp = getelementptr i64, ptr %d, i64 1
+  %ti = ptrtoint ptr %jobs to i64
+  store atomic i64 %ti, ptr %tp release, align 8
+  %dp = getelementptr i64, ptr %d, i64 2
+  store atomic i64 0, ptr %dp release, align 8
+  %hi = shl i64 %gen, 40
+  %mid = shl i64 %n, 20
+  %nw = or i64 %hi, %mid
+  store atomic i64 %nw, ptr %d release, align 8
+  call void @claim_run(ptr %d, i64 %gen)
+  br label %wait
+wait:
+  %dn = load atomic i64, ptr %dp acquire, align 8
+  %fin = icmp uge i64 %dn, %n
+  br i1 %fin, label %out, label %spin
+spin:
+  {pause}
+  br label %wait
+out:
+  ret void
+}}
+
+define i64 @diffaust_pool_work(ptr %d, i64 %seen, i64 %spins) {{
+entry:
+  %sp = getelementptr i64, ptr %d, i64 3
+  br label %loop
+loop:
+  %k = phi i64 [0, %entry], [%k1, %next]
+  %stop = load atomic i64, ptr %sp acquire, align 8
+  %stopped = icmp ne i64 %stop, 0
+  br i1 %stopped, label %bye, label %look
+look:
+  %w = load atomic i64, ptr %d acquire, align 8
+  %g = lshr i64 %w, 40
+  %new = icmp ne i64 %g, %seen
+  br i1 %new, label %work, label %next
+work:
+  call void @claim_run(ptr %d, i64 %g)
+  ret i64 %g
+next:
+  {pause}
+  %k1 = add i64 %k, 1
+  %more = icmp slt i64 %k1, %spins
+  br i1 %more, label %loop, label %idle
+idle:
+  ret i64 -1
+bye:
+  ret i64 -2
+}}
+"""
+
+
+def _funcs() -> tuple:
+    """(pool_run, pool_work), compiled once per process."""
+    with _LOCK:
+        f = _FUNCS.get("pool")
+    if f is not None:
+        return f
+    import llvmlite.binding as llvm
+
+    from ..codegen.llvm import jit
+
+    triple = llvm.get_process_triple()
+    j = jit()
+    obj, _ = j.emit_object(f'target triple = "{triple}"\n' + _ir())
+    with j.lock:
+        j.engine.add_object_file(j.llvm.ObjectFileRef.from_data(obj))
+        j.engine.finalize_object()
+        f = (_RUN(j.engine.get_function_address("diffaust_pool_run")),
+             _WORK(j.engine.get_function_address("diffaust_pool_work")))
+    with _LOCK:
+        _FUNCS.setdefault("pool", f)
+        return _FUNCS["pool"]
+
+
+class NativePool:
+    """`workers` threads that run published job tables with the caller (one caller at a
+    time: `lock`, taken without blocking by the caller, who otherwise runs its calls on
+    another way).  `close()` (or garbage collection) stops the threads."""
+
+    def __init__(self, workers: int):
+        self._run, self._work = _funcs()
+        buf = np.zeros(16, dtype=np.int64)  # the descriptor on its own 64-byte line
+        k = (-buf.ctypes.data % 64) // 8
+        self._buf = buf
+        self.desc = buf[k:k + 8]
+        self._addr = self.desc.ctypes.data
+        self.lock = threading.Lock()
+        self._event = threading.Event()
+        self.spins = _spins_per_second(self._work) * SPIN_SECONDS
+        self.workers = workers
+        self._threads = [threading.Thread(target=_worker, args=(self._work, self._addr, self.desc, self._event,
+                                                                int(self.spins)),
+                                          name="diffaust-pool", daemon=True) for _ in range(workers)]
+        for t in self._threads:
+            t.start()
+        # the threads hold the descriptor array, not the pool: collecting the pool stops them
+        weakref.finalize(self, _stop, self.desc, self._event)
+
+    def wake(self) -> None:
+        """Wake sleeping workers (a caller about to prepare a pass: their wake-up overlaps it)."""
+        self._event.set()
+
+    def run(self, jobs: np.ndarray) -> None:
+        """Run a job table ((n, JOB_WORDS) int64, C-contiguous) with the workers; returns when
+        every job is done.  The caller holds `lock`."""
+        n = jobs.shape[0]
+        if not 0 < n <= MAX_JOBS or jobs.shape[1] != JOB_WORDS or not jobs.flags.c_contiguous:
+            raise ValueError("internal error: a bad job table")
+        self._run(self._addr, jobs.ctypes.data, n)
+
+    def close(self) -> None:
+        _stop(self.desc, self._event)
+
+
+def _stop(desc, event) -> None:
+    desc[3] = 1
+    event.set()
+
+
+def _worker(work, addr, desc, event, spins: int) -> None:
+    seen = int(desc[0]) >> 40
+    while True:
+        r = work(addr, seen, spins)  # the GIL released while it polls and runs
+        if r == -2:
+            return
+        if r >= 0:
+            seen = r
+            continue
+        event.clear()  # nothing came: sleep until a caller wakes the pool (looking once more first)
+        r = work(addr, seen, 1)
+        if r == -2:
+            return
+        if r >= 0:
+            seen = r
+            continue
+        event.wait()
+
+
+_SPINS: list = []
+
+
+def _spins_per_second(work) -> float:
+    """Polls per second of `pool_work` on this machine (measured once: a poll is two loads
+    and a compare, a few ns)."""
+    if _SPINS:
+        return _SPINS[0]
+    import time
+
+    desc = np.zeros(8, dtype=np.int64)
+    n = 200000
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        work(desc.ctypes.data, 0, n)
+        best = min(best, time.perf_counter() - t0)
+    _SPINS.append(n / max(best, 1e-6))
+    return _SPINS[0]

@@ -1,0 +1,111 @@
+"""runtime/pool.py: the native pool runs a batch's prepared lane calls as the calls themselves
+would, bit for bit, pass after pass; a non-finite cotangent skips its call and is reported;
+a worker asleep is woken; closing stops the threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import diffaust
+from diffaust.errors import UsageError
+from diffaust.runtime.lanes import lane_groups
+from diffaust.runtime.pool import JOB_WORDS, NativePool
+
+RESONLP = """import("stdfaust.lib");
+process = fi.resonlp(hslider("fc [diff:1]", 1000, 50, 10000, 1), hslider("q [diff:1]", 1, 0.5, 20, 0.01), 1);"""
+COUNT = """g = hslider("g [diff:1]", 0.5, 0, 1, 0.01);
+process(x) = x*g + fvariable(int count, <math.h>)*0.001 : +~*(0.5*g);"""
+
+
+def table(calls):
+    jobs = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
+    for c, row in zip(calls, jobs):
+        assert c.job(row)
+    return jobs
+
+
+def reverse_batch(src, batch, n, block_size=None, seed=0):
+    """A batch's reverse-mode passes as prepared calls on fresh instances: (tape calls,
+    adjoint calls, arrays written, adjoint instances)."""
+    d = diffaust.compile(src, sample_rate=48000)
+    if block_size:
+        d.block_size = block_size
+    rev = d.reverse()
+    rl = rev.lanes()
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-0.5, 0.5, (batch, d.inputs, n)).astype(np.float32)
+    w = rng.uniform(-0.5, 0.5, (batch, d.primal_outputs, n)).astype(np.float32)
+    y = np.zeros((batch, d.primal_outputs, n), np.float32)
+    g = np.zeros((batch, d.inputs, n), np.float32)
+    groups = lane_groups(batch, rl[0].lanes)
+    tape = np.zeros((len(groups),) + rev.tape_shape(rl, n), np.float32)
+    vals = {p.path: np.linspace(p.min, p.max, batch + 2)[1:-1] for p in d.params}
+
+    def values(it):
+        return {k: v[it.start:it.stop] for k, v in vals.items()}
+
+    ti = [rl[0].instance() for _ in groups]
+    ai = [rl[1].instance() for _ in groups]
+    fwd = [rev.forward_items(rl, x, it, n, values(it), y, tape[k], inst=ti[k], defer=True)
+           for k, it in enumerate(groups)]
+    bwd = [rev.backward_items(rl, tape[k], w, it, n, values(it), g, inst=ai[k], defer=True)
+           for k, it in enumerate(groups)]
+    return fwd, bwd, (y, g, w), ai
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+@pytest.mark.parametrize("src,block", [(RESONLP, None), (COUNT, 64)])
+def test_pool_equals_the_calls(workers, src, block):
+    n = 1000
+    fwd, bwd, (y0, g0, _), ai0 = reverse_batch(src, 19, n, block)
+    for c in fwd + bwd:
+        c()
+    ref = (y0.copy(), g0.copy(), np.concatenate([a.accumulators() for a in ai0], 1))
+    if block:  # a program that reads `count`, longer than a block: the block driver's job
+        assert fwd[0].inst._native_call(n, 0, 0, block)[0] == 1
+    pool = NativePool(workers)
+    try:
+        for rep in range(30):  # pass after pass: the generations, the claims, the done counts
+            fwd, bwd, (y, g, _), ai = reverse_batch(src, 19, n, block)
+            pool.wake()
+            pool.run(table(fwd))
+            if rep % 10 == 5:
+                time.sleep(0.01)  # the workers go to sleep between the passes
+            pool.run(table(bwd))
+            got = (y, g, np.concatenate([a.accumulators() for a in ai], 1))
+            for a, b in zip(ref, got):
+                assert np.array_equal(a, b)
+    finally:
+        pool.close()
+
+
+def test_nonfinite_cotangent_skips_its_call():
+    fwd, bwd, (y, g, w), ai = reverse_batch(RESONLP, 16, 300)
+    pool = NativePool(1)
+    try:
+        pool.run(table(fwd))
+        w[11, 0, 299] = np.inf  # item 11: the second group of 8 lanes
+        g[:] = 7.0
+        jobs = table(bwd)
+        pool.run(jobs)
+        assert jobs[0, 13] == 0 and jobs[1, 13] != 0
+        assert not np.any(g[:8] == 7.0) and np.all(g[8:] == 7.0)  # the second group's call did not run
+        with pytest.raises(UsageError, match="NaN or Inf"):
+            bwd[1]()  # the same check on the Python path
+    finally:
+        pool.close()
+
+
+def test_close_stops_the_workers():
+    before = {t for t in threading.enumerate() if t.name == "diffaust-pool"}
+    pool = NativePool(2)
+    mine = [t for t in threading.enumerate() if t.name == "diffaust-pool" and t not in before]
+    assert len(mine) == 2
+    pool.close()
+    for t in mine:
+        t.join(timeout=5)
+        assert not t.is_alive()
