@@ -588,14 +588,17 @@ class _FaustFunction(torch.autograd.Function):
         xnp = _to_numpy(x, dt)
         craw = np.empty((B, nc))  # (batch, constant parameters): a 0-d tensor's value in every row
         for k, t in enumerate(ptensors[:nc]):
-            craw[:, k] = _to_numpy(t, torch.float64)
-        if not np.isfinite(craw).all():
-            k = int(np.flatnonzero(~np.isfinite(craw).all(axis=0))[0])
-            raise UsageError(f"parameter '{spec.const[k].label}' holds NaN or Inf")
+            # (a CPU tensor's own array, cast by the assignment: no tensor made for it)
+            craw[:, k] = t.detach().numpy() if t.device.type == "cpu" else _to_numpy(t, torch.float64)
         # clamped to the sliders' ranges; the gradient is 0 outside (inclusive bounds, as torch.clamp)
-        cvals = np.clip(craw, spec.lo, spec.hi)
-        inside = (craw >= spec.lo) & (craw <= spec.hi)
-        ctx.inside = None if inside.all() else inside
+        inside = (craw >= spec.lo) & (craw <= spec.hi)  # (False for NaN)
+        if inside.all():  # (the usual case: nothing to clamp, nothing non-finite)
+            cvals, ctx.inside = craw, None
+        else:
+            if not np.isfinite(craw).all():
+                k = int(np.flatnonzero(~np.isfinite(craw).all(axis=0))[0])
+                raise UsageError(f"parameter '{spec.const[k].label}' holds NaN or Inf")
+            cvals, ctx.inside = np.minimum(np.maximum(craw, spec.lo), spec.hi), inside
         ctx.const_dims = [t.dim() for t in ptensors[:nc]]
         if spec.vary:  # the per-sample values become inputs after the program's own
             # (a buffer of the module's, given back with the graph: a fresh one page-faulted
