@@ -47,6 +47,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "src"))
 sys.path.insert(0, HERE)
 from grad_step import Unavailable, dawdreamer_model, machine  # noqa: E402
 
+from diffaust.runtime.dsp import set_read_params  # noqa: E402
 from diffaust.runtime.lanes import lane_groups  # noqa: E402
 
 SR = 48000
@@ -164,11 +165,6 @@ def diffaust_times(name, reps):
     return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads, mode
 
 
-def _set(inst, values):
-    inst.set_read(values)
-    return inst
-
-
 def compiled_times(name, reps, mode):
     """The same batch's compiled calls alone, prepared once and run over and over (no torch, no
     Python between them but the pool's), in the layer's lane groups and pool: {threads: median s}.
@@ -219,8 +215,9 @@ def compiled_times(name, reps, mode):
             return None
         groups = lane_groups(BATCH, lp.lanes)
         ri, ji = m._group_instances(lp, len(groups)), m._group_instances(lj, len(groups))
-        passes = [[_set(inst, values(it)).compute_items([(x, 0)], [(out, 0)], it, N, defer=True)
-                   for inst, it in zip(ri, groups)],
+        for inst, it in zip(ri, groups):
+            set_read_params(inst, v, values(it))
+        passes = [[inst.compute_items([(x, 0)], [(out, 0)], it, N, defer=True) for inst, it in zip(ri, groups)],
                   [jg.run_items(lj, x, w, it, N, values(it), inst=inst, defer=True) for inst, it in zip(ji, groups)]]
 
     # each group from its prepared state (reset, the batch's parameters set), as in the layer

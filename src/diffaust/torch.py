@@ -369,14 +369,16 @@ class FaustModule(nn.Module):
                 p = self._npool = NativePool(int(t) - 1)
         return p
 
-    def _run_prepared(self, calls: list) -> None:
-        """Run prepared calls (`runtime.lanes.PreparedCall`): on the native pool, or on the
-        thread pool where there is none or another call of this module holds it."""
-        pool = self._native_pool(len(calls))
+    def _run_prepared(self, calls: list, pool=False) -> None:
+        """Run prepared calls (`runtime.lanes.PreparedCall`): on the native pool (`pool`, or
+        the module's when not given), or on the thread pool where there is none or another
+        call of this module holds it."""
+        if pool is False:
+            pool = self._native_pool(len(calls))
         if pool is not None and all(hasattr(c, "job") for c in calls) and pool.lock.acquire(blocking=False):
             try:
                 pool.wake()
-                _run_native(pool, calls)
+                pool.run_calls(calls)
                 return
             finally:
                 pool.lock.release()
@@ -396,10 +398,10 @@ class FaustModule(nn.Module):
         the Python thread pool, each thread preparing and running one group after the other
         (while one runs, another prepares).  Returns what the preps returned."""
         pool = self._native_pool(len(preps))
-        if pool is not None:
-            self._wake()
+        if pool is not None:  # (woken when the pass began: `_wake`)
             calls = [prep() for prep in preps]
-            self._run_prepared([c for c in calls if c])
+            run = [c for c in calls if c]
+            self._run_prepared(run, pool if len(run) == len(preps) else False)
             return calls
         got = [None] * len(preps)
 
@@ -730,11 +732,7 @@ class _FaustFunction(torch.autograd.Function):
                 insts = m._group_instances(lp, len(groups))
                 m._run_jobs([partial(jg.run_items, lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items),
                                      inst=inst, defer=True) for inst, items in zip(insts, groups)])
-                for inst, items in zip(insts, groups):
-                    acc = inst.accumulators()
-                    for k, r in enumerate(rows):
-                        if r >= 0:
-                            gc[items.start:items.stop, k] = acc[r, :len(items)]
+                _gather_sums(insts, groups, rows, gc)
                 m._give_instances(lp, insts)
             else:
                 m._map(lambda b: take(b, jg.run(x2[b], ybar[b], n, values(b))), B)
@@ -770,11 +768,7 @@ class _FaustFunction(torch.autograd.Function):
             m._run_jobs([partial(rev.backward_items, rlanes, tbuf[g], ybar, items, n,
                                  _lane_values(cvals, cpaths, vpaths, items), gbuf, inst=insts[g], defer=True)
                          for g, items in enumerate(groups)])
-            for inst, items in zip(insts, groups):
-                acc = inst.accumulators()
-                for k, r in enumerate(rows):
-                    if r >= 0:
-                        gc[items.start:items.stop, k] = acc[r, :len(items)]
+            _gather_sums(insts, groups, rows, gc)
             m._give_instances(rlanes[1], insts)
             if gx is None:
                 m._give(gbuf)
@@ -789,19 +783,14 @@ class _FaustFunction(torch.autograd.Function):
         return tuple(res)
 
 
-def _run_native(pool, calls: list) -> None:
-    """Run prepared calls on the native pool (the caller holds its lock); UsageError where a
-    call's cotangent held NaN or Inf (its call skipped)."""
-    from .runtime.pool import JOB_WORDS
-
-    jobs = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
-    used = [c.job(row) for c, row in zip(calls, jobs)]
-    if not all(used):
-        jobs = np.ascontiguousarray(jobs[np.flatnonzero(used)])
-    if len(jobs):
-        pool.run(jobs)
-        if jobs[:, 13].any():
-            raise UsageError("y_bar holds NaN or Inf")
+def _gather_sums(insts, groups, rows, gc) -> None:
+    """gc[item, k] ← the sum `rows[k]` of each group's lane instance (its accumulators, the
+    gradient w.r.t. a constant parameter), for the k with rows[k] >= 0."""
+    for inst, items in zip(insts, groups):
+        acc = inst.accumulators()
+        for k, r in enumerate(rows):
+            if r >= 0:
+                gc[items.start:items.stop, k] = acc[r, :len(items)]
 
 
 def _const_grads(ctx, gc, need, nc) -> list:

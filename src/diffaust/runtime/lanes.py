@@ -135,13 +135,6 @@ class LaneInstance:
             v = v[:1]
         self._views[i][:v.size] = v
 
-    def set_read(self, values: dict) -> None:
-        """`set_param` for each {path: values} the program reads; the other paths are
-        skipped (a program built from another's signals reads some of its parameters)."""
-        for path, v in values.items():
-            if path in self._by_path:
-                self.set_param(path, v)
-
     def get_param(self, name) -> np.ndarray:
         i = self.dsp.param_index(name)
         if self.prog.param_uniform[i]:
@@ -222,27 +215,23 @@ class LaneInstance:
     def _run(self, n, ip, op, block_size):
         if n <= 0:
             return
-        d, L = self.dsp, self.lanes
-        bs = d._bs(block_size)
-        if n <= bs or not d.block_dependent:
-            self.prog._compute(self._addr, n, ip, op)
-            return
-        from ..codegen.llvm import block_driver
-
-        block_driver(d.double)(self.prog._compute_addr, self._addr, n, bs, d.inputs * L, d.total_outputs * L,
-                               ip, op)
+        kind, driver, args = self._native_call(n, ip, op, block_size)
+        (self.prog._compute if kind == 0 else driver)(*args)
 
     def _native_call(self, n, ip, op, block_size) -> tuple:
-        """(kind, function address, arguments) of `_run`'s call, for a native pool's job
-        table (runtime/pool.py): kind 0 the compute function, 1 the block driver."""
+        """(kind, function, arguments) of the call that runs n samples: kind 0 the compute
+        function (the function: its address), 1 the block driver, block after block, for a
+        program whose output depends on the block size (the function: the driver, a ctypes
+        function; its address by `ctypes.cast`).  `_run` calls it; a native pool's job
+        table (runtime/pool.py) holds it."""
         d, L = self.dsp, self.lanes
         bs = d._bs(block_size)
         if n <= bs or not d.block_dependent:
             return 0, self.prog._compute_addr, (self._addr, n, ip, op)
         from ..codegen.llvm import block_driver
 
-        return 1, ctypes.cast(block_driver(d.double), ctypes.c_void_p).value, (
-            self.prog._compute_addr, self._addr, n, bs, d.inputs * L, d.total_outputs * L, ip, op)
+        return 1, block_driver(d.double), (self.prog._compute_addr, self._addr, n, bs, d.inputs * L,
+                                           d.total_outputs * L, ip, op)
 
     def accumulators(self) -> np.ndarray:
         """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
@@ -317,17 +306,18 @@ class PreparedCall:
         if self.n <= 0:
             self._checked()
             return False
+        from .kernels import nonfinite_address
+        from .pool import ARGS, CHECK, CHECK_COUNT, CHECK_PTR, FN, KIND
+
         kind, fn, args = self.inst._native_call(self.n, self.ip.ctypes.data, self.op.ctypes.data,
                                                 self.block_size)
-        row[0], row[1] = kind, fn
-        row[2:2 + len(args)] = args
+        row[KIND], row[FN] = kind, fn if kind == 0 else ctypes.cast(fn, ctypes.c_void_p).value
+        row[ARGS:ARGS + len(args)] = args
         c = self.check
         if c is not None:
-            from .kernels import nonfinite_address
-
             addr = nonfinite_address(c)
             if addr:
-                row[10], row[11], row[12] = addr, c.ctypes.data, c.size
+                row[CHECK], row[CHECK_PTR], row[CHECK_COUNT] = addr, c.ctypes.data, c.size
             else:
                 self._checked()
         return True

@@ -43,6 +43,7 @@ _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _WORK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 JOB_WORDS = 16
+KIND, FN, ARGS, CHECK, CHECK_PTR, CHECK_COUNT, RESULT = 0, 1, 2, 10, 11, 12, 13  # a job's words
 MAX_JOBS = (1 << 20) - 1
 SPIN_SECONDS = 1e-3  # a worker polls this long after a pass (the next pass of a step comes sooner)
 
@@ -50,7 +51,6 @@ SPIN_SECONDS = 1e-3  # a worker polls this long after a pass (the next pass of a
 def _ir() -> str:
     # no `pause` in the polls: under KVM a loop of them exits to the host (pause-loop
     # exiting), ~25 µs a poll measured here; a load-only poll of a shared line is cheap
-    pause = ""
     # the job's words 2..9: the call's arguments, %a0i .. %a7i
     args = "\n".join(f"  %a{k}p = getelementptr i64, ptr %jp, i64 {k + 2}\n  %a{k}i = load i64, ptr %a{k}p"
                      for k in range(8))
@@ -152,7 +152,6 @@ wait:
   %fin = icmp uge i64 %dn, %n
   br i1 %fin, label %out, label %spin
 spin:
-  {pause}
   br label %wait
 out:
   ret void
@@ -176,7 +175,6 @@ work:
   call void @claim_run(ptr %d, i64 %g)
   ret i64 %g
 next:
-  {pause}
   %k1 = add i64 %k, 1
   %more = icmp slt i64 %k1, %spins
   br i1 %more, label %loop, label %idle
@@ -246,6 +244,20 @@ class NativePool:
         if not 0 < n <= MAX_JOBS or jobs.shape[1] != JOB_WORDS or not jobs.flags.c_contiguous:
             raise ValueError("internal error: a bad job table")
         self._run(self._addr, jobs.ctypes.data, n)
+
+    def run_calls(self, calls: list) -> None:
+        """Run prepared lane calls (`runtime.lanes.PreparedCall`) with the workers; UsageError
+        where a call's cotangent held NaN or Inf (that call skipped).  The caller holds `lock`."""
+        from ..errors import UsageError
+
+        jobs = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
+        used = [c.job(row) for c, row in zip(calls, jobs)]
+        if not all(used):
+            jobs = np.ascontiguousarray(jobs[np.flatnonzero(used)])
+        if len(jobs):
+            self.run(jobs)
+            if jobs[:, RESULT].any():
+                raise UsageError("y_bar holds NaN or Inf")
 
     def close(self) -> None:
         _stop(self.desc, self._event)
