@@ -28,9 +28,9 @@ def table(calls):
     return jobs
 
 
-def reverse_batch(src, batch, n, block_size=None, seed=0):
+def reverse_batch(src, batch, n, block_size=None, seed=0, with_tape=False):
     """A batch's reverse-mode passes as prepared calls on fresh instances: (tape calls,
-    adjoint calls, arrays written, adjoint instances)."""
+    adjoint calls, arrays written, adjoint instances[, the groups' tapes])."""
     d = diffaust.compile(src, sample_rate=48000)
     if block_size:
         d.block_size = block_size
@@ -54,7 +54,7 @@ def reverse_batch(src, batch, n, block_size=None, seed=0):
            for k, it in enumerate(groups)]
     bwd = [rev.backward_items(rl, tape[k], w, it, n, values(it), g, inst=ai[k], defer=True)
            for k, it in enumerate(groups)]
-    return fwd, bwd, (y, g, w), ai
+    return (fwd, bwd, (y, g, w), ai) + ((tape,) if with_tape else ())
 
 
 @pytest.mark.parametrize("workers", [1, 3])
@@ -109,3 +109,54 @@ def test_close_stops_the_workers():
     for t in mine:
         t.join(timeout=5)
         assert not t.is_alive()
+
+
+@pytest.mark.parametrize("src,block", [(RESONLP, None), (COUNT, 64)])
+def test_call_plan_rebinds_to_new_arrays(src, block):
+    """A CallPlan of a batch's adjoint calls, bound to other arrays of the same layout (ȳ,
+    the tapes and x̄'s buffer in new memory), runs what calls prepared on those arrays run,
+    bit for bit; the ȳ check follows the new ȳ."""
+    from diffaust.errors import DiffaustError
+    from diffaust.runtime.lanes import CallPlan, geometry
+
+    n = 700
+    fwd, bwd, (y, g, w), ai = reverse_batch(src, 19, n, block, seed=3)
+    for c in fwd + bwd:
+        c()
+    ref = (g.copy(), np.concatenate([a.accumulators() for a in ai], 1))
+    # the same passes again, planned over (tapes, ȳ, x̄), then bound to copies in new memory
+    fwd2, bwd2, (y2, g2, w2), ai2, tbuf2 = reverse_batch(src, 19, n, block, seed=3, with_tape=True)
+    for c in fwd2:
+        c()
+    plan = CallPlan.build(bwd2, (tbuf2, w2, g2))
+    assert plan is not None and plan.insts == ai2
+    t3, w3, g3 = tbuf2.copy(), w2.copy(), np.full_like(g2, np.nan)
+    d = fwd2[0].inst.dsp  # (the tape program's: the parameters are the primal's)
+    vals = {p.path: np.linspace(p.min, p.max, 19 + 2)[1:-1] for p in d.params}
+    for inst, it in zip(ai2, lane_groups(19, ai2[0].lanes)):  # as backward_items sets them
+        inst.reset()
+        for path, v in vals.items():
+            if path in inst._by_path:
+                inst.set_param(path, v[it.start:it.stop])
+    plan.bind((t3, w3, g3))
+    plan.run()
+    assert np.array_equal(g3, ref[0])
+    assert np.array_equal(np.concatenate([a.accumulators() for a in ai2], 1), ref[1])
+    # the check reads the bound ȳ
+    w3[4, 0, 9] = np.inf
+    with pytest.raises(UsageError, match="y_bar"):
+        plan.run()
+    # another layout: an internal error, never pointers into the wrong place
+    with pytest.raises(DiffaustError, match="another layout"):
+        plan.bind((t3, w3[:, :, :-1], g3))
+    assert geometry((t3, w3, g3)) == geometry((tbuf2, w2, g2))
+
+
+def test_call_plan_refuses_ambiguous_slots():
+    """A pointer inside two slots (overlapping arrays) cannot be laid out again: no plan."""
+    from diffaust.runtime.lanes import CallPlan
+
+    fwd, bwd, (y, g, w), ai, tbuf = reverse_batch(RESONLP, 16, 200, with_tape=True)
+    assert CallPlan.build(bwd, (tbuf, w, g)) is not None
+    fwd, bwd, (y, g, w), ai, tbuf = reverse_batch(RESONLP, 16, 200, with_tape=True)
+    assert CallPlan.build(bwd, (tbuf, w, w[:, :, 10:], g)) is None

@@ -359,6 +359,65 @@ def test_native_pool_matches_one_thread():
             assert torch.equal(a, b)
 
 
+def test_planned_passes_match_prepared_ones():
+    """A pass's calls are prepared once and laid out again on each call's arrays
+    (runtime.lanes.CallPlan): step after step, with new inputs, parameters and cotangents,
+    a per-sample parameter, groups with fewer items than lanes (21 items) and every pass
+    (the render, the tape and adjoint programs, forward mode's gradient program), the
+    outputs and gradients are those of calls prepared anew (the Python thread pool's path),
+    bit for bit, and the plans are reused."""
+    res = {}
+    for threads, native in ((1, True), (2, True), (2, False)):
+        m = FaustModule(FDELAY, threads=threads)
+        m.native_pool = native
+        got, plans = [], []
+        for step in range(3):
+            x = torch.randn(21, 1, 300, generator=gen(50 + step))
+            d = torch.linspace(2, 55, 21) + step
+            g = torch.linspace(0.5, 1.5, 21).flip(0) * (1 + step / 10)
+            w = torch.randn(21, 1, 300, generator=gen(60 + step))
+            sweep = (d[:, None] * (1 + 0.1 * torch.sin(torch.linspace(0, 6, 300))[None])).requires_grad_()
+            for ad, x_grad, dd in (("reverse", True, None), ("forward", False, None), ("reverse", False, sweep)):
+                m.ad = ad
+                xi, di, gi = x.clone().requires_grad_(x_grad), d.clone().requires_grad_(), g.clone().requires_grad_()
+                y = m(xi, {"d": di if dd is None else dd, "g": gi})
+                (y * w).sum().backward()
+                got += [y.detach(), gi.grad] + ([xi.grad] if x_grad else []) + [(di if dd is None else dd).grad]
+            with torch.no_grad():
+                got.append(m(x, {"d": d, "g": g}))
+            plans.append({k: [id(p) for p in v] for k, v in m._plans.items()})
+        if native:
+            assert plans[0] and plans[1] == plans[0] == plans[2]  # built by the first step, reused
+        else:
+            assert not m._plans
+        res[threads, native] = got
+    ref = res[2, False]
+    for key in ((1, True), (2, True)):
+        assert len(res[key]) == len(ref)
+        for a, b in zip(ref, res[key]):
+            assert torch.equal(a, b)
+
+
+def test_planned_pass_nan_cotangent_then_recovers():
+    """A reused plan still checks ȳ: NaN in it is an error naming it, and the next step runs."""
+    m = FaustModule(FDELAY, threads=2)
+    x = torch.randn(16, 1, 200, generator=gen(70))
+    d = torch.linspace(2, 40, 16)
+    outs = []
+    for step in range(3):
+        di = d.clone().requires_grad_()
+        y = m(x, {"d": di})
+        w = torch.ones_like(y)
+        if step == 1:
+            w[5, 0, 17] = float("nan")
+            with pytest.raises(UsageError, match="y_bar holds NaN"):
+                y.backward(w)
+            continue
+        y.backward(w)
+        outs.append(di.grad.clone())
+    assert torch.equal(outs[0], outs[1])
+
+
 def test_program_without_inputs_and_gradients_to_x_only():
     m = FaustModule(OSCI, threads=2)
     y = m(None, {"f": torch.tensor([440.0, 880.0])}, n=128)

@@ -65,7 +65,6 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from functools import partial
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
 
@@ -81,9 +80,9 @@ import numpy as np
 from .errors import UsageError
 from .runtime.dsp import compile as _compile
 from .runtime.dsp import compile_source as _compile_source
-from .runtime.dsp import thread_instance
+from .runtime.dsp import read_views, set_read_params, thread_instance
 from .runtime.kernels import all_finite
-from .runtime.lanes import lane_groups
+from .runtime.lanes import CallPlan, geometry, lane_groups
 
 __all__ = ["FaustModule"]
 
@@ -155,11 +154,13 @@ class FaustModule(nn.Module):
         self._lp_cache: dict = {}  # (program, pass, lane width) -> lane programs or None
         self._npool = None  # the native pool of the groups' compiled calls (runtime/pool.py)
         self._inst_free: dict = {}  # (lane programs, groups) -> [a call's instances, free]
+        self._plans: dict = {}  # (pass, geometry) -> [free runtime.lanes.CallPlan], the newest kept
+        self._specs: dict = {}  # what a call renders (_Spec), by variant, samples, batch, device, parameters
 
     def __getstate__(self):  # pickling / deepcopy: the compiled code is rebuilt (from the cache)
         state = self.__dict__.copy()
         for k in ("dsp", "_diff_params", "_variants", "_lock", "_tls", "_pool", "_pool_size", "_np_dtype", "dtype",
-                  "_ad_timed", "_free", "_returned", "_lp_cache", "_inst_free", "_npool"):
+                  "_ad_timed", "_free", "_returned", "_lp_cache", "_inst_free", "_npool", "_plans", "_specs"):
             state.pop(k, None)
         return state
 
@@ -242,11 +243,8 @@ class FaustModule(nn.Module):
         (a fresh array of a batch's tapes costs its page faults on every step, as much as
         the renders of a small program)."""
         with self._lock:
-            while True:  # the buffers given back since, the newest kept
-                try:
-                    self._free.append(self._returned.get_nowait())
-                except queue.Empty:
-                    break
+            while not self._returned.empty():  # the buffers given back since, the newest kept
+                self._free.append(self._returned.get_nowait())  # (only taken here, under the lock)
             del self._free[:-FREE_BUFFERS]
             for k, a in enumerate(self._free):
                 if a.shape == shape and a.dtype == dtype:
@@ -359,6 +357,9 @@ class FaustModule(nn.Module):
             raise UsageError(f"FaustModule.threads must be a whole number >= 1 (or None), got {t!r}")
         if min(int(t), jobs) < 2:
             return None
+        p = self._npool
+        if p is not None and p.workers == t - 1:  # (the usual case: no lock)
+            return p
         with self._lock:
             p = self._npool
             if p is None or p.workers != int(t) - 1:
@@ -390,28 +391,70 @@ class FaustModule(nn.Module):
         if p is not None:
             p.wake()
 
-    def _run_jobs(self, preps: list) -> list:
-        """Run a call's groups: preps[g]() prepares group g (Python, under the GIL) and
-        returns its prepared compiled call (`runtime.lanes.PreparedCall`), or a false value
-        (nothing to run).  With the native pool (runtime/pool.py) this thread prepares them
-        all, then the pool's workers and this thread run them with the GIL released; else on
-        the Python thread pool, each thread preparing and running one group after the other
-        (while one runs, another prepares).  Returns what the preps returned."""
-        pool = self._native_pool(len(preps))
-        if pool is not None:  # (woken when the pass began: `_wake`)
-            calls = [prep() for prep in preps]
-            run = [c for c in calls if c]
-            self._run_prepared(run, pool if len(run) == len(preps) else False)
-            return calls
-        got = [None] * len(preps)
+    def _run_pass(self, key: tuple, lp, count: int, slots: tuple, prepare, ready):
+        """Run one pass of a call's lane groups (`count` of them, on instances of the lane
+        programs lp); returns what ran (its ``.insts``: the groups' instances, whose sums the
+        caller reads before `_pass_done`), or None where prepare gave a false value (nothing
+        run).  prepare(insts): the groups' prepared calls (`runtime.lanes.PreparedCall`) on
+        reset instances; ready(insts, memo): each reset instance set as prepare sets it
+        (parameters, a tape's history; memo: a dict kept with the instances); slots: the arrays the calls point into; key: what else
+        the calls depend on (the pass, lp, batch, samples, block size).
 
-        def one(k):
-            run = got[k] = preps[k]()
-            if run:
-                run()
+        The first such pass (key and the slots' shapes, strides and dtypes) prepares its calls
+        and keeps them as a `runtime.lanes.CallPlan` with its instances; the next ones reset
+        and ready those instances and lay the same calls out on their own arrays
+        (`CallPlan.bind`): no call prepared again (a pass of a small program costs more in
+        preparing its calls, ~40 µs a group, than in running them on a second core)."""
+        k = (key, geometry(slots))
+        with self._lock:
+            free = self._plans.get(k)
+            plan = free.pop() if free else None
+        if plan is not None:
+            for inst in plan.insts:
+                inst.reset()
+            ready(plan.insts, plan.memo)
+            plan.bind(slots, k[1])
+            self._run_plan(plan, k)
+            return plan
+        insts = self._group_instances(lp, count)
+        calls = prepare(insts)
+        if not all(calls):
+            self._give_instances(lp, insts)
+            return None
+        plan = CallPlan.build(calls, slots) if self.native_pool else None
+        if plan is not None:
+            self._run_plan(plan, k)
+            return plan
+        self._run_prepared(calls)
+        return _Unplanned(lp, insts)
 
-        self._map(one, len(preps))
-        return got
+    def _run_plan(self, plan, key) -> None:
+        """Run a bound plan on the native pool, or on this thread alone (natively) where the
+        module runs one thread or another call holds the pool; the plan kept under `key`
+        after `_pass_done`."""
+        plan.key = key
+        pool = self._native_pool(len(plan.insts))
+        if pool is not None and pool.lock.acquire(blocking=False):
+            try:  # (the workers woken when the pass began: `_wake`)
+                plan.run(pool)
+                return
+            finally:
+                pool.lock.release()
+        plan.run()
+
+    def _pass_done(self, run) -> None:
+        """Give back what `_run_pass` ran on (its plan kept for the next pass like it: at most
+        MAX_PLANS kinds of pass, 2 plans of each, the newest kept)."""
+        if isinstance(run, _Unplanned):
+            self._give_instances(run.lp, run.insts)
+            return
+        with self._lock:
+            free = self._plans.pop(run.key, [])  # (re-inserted: the dict's order is the use order)
+            if len(free) < 2:
+                free.append(run)
+            self._plans[run.key] = free
+            while len(self._plans) > MAX_PLANS:
+                del self._plans[next(iter(self._plans))]
 
     def _instance(self, v):
         """This thread's instance of variant v, reset."""
@@ -514,25 +557,44 @@ class FaustModule(nn.Module):
         # outside, as torch.clamp); per sample: clamped by the program.  NaN / Inf: an error there.
         const, vary = [], []
         for p, t in given:
-            t = t.to(dtype=self.dtype)
+            if t.dtype is not self.dtype:
+                t = t.to(dtype=self.dtype)
             (vary if t.dim() == 2 else const).append((p, t))
         vary.sort(key=lambda pt: pt[0].path)
         paths = tuple(p.path for p, _ in vary)
-        spec = _Spec(self, self._variant(paths), n, batch, device, [p for p, _ in const], [p for p, _ in vary])
+        v = self._variant(paths)
+        key = (v, n, batch, device, tuple(p.path for p, _ in const), paths)
+        spec = self._specs.get(key)  # (a training loop asks the same every step)
+        if spec is None:
+            spec = _Spec(self, v, n, batch, device, [p for p, _ in const], [p for p, _ in vary])
+            if len(self._specs) >= 16:
+                self._specs.clear()
+            self._specs[key] = spec
         if x is None:
             x = torch.zeros((batch, 0, n), dtype=self.dtype, device=device)
         return _FaustFunction.apply(spec, x, *[t for _, t in const], *[t for _, t in vary])
 
 
 class _Spec:
-    """What one forward call renders (passed through autograd to the backward pass)."""
+    """What a forward call renders (passed through autograd to the backward pass; kept by the
+    module for the calls like it: not changed once made)."""
 
     def __init__(self, module, variant, n, batch, device, const, vary):
         self.module, self.variant, self.n, self.batch, self.device = module, variant, n, batch, device
-        self.const, self.vary = const, vary
+        self.const, self.vary = tuple(const), tuple(vary)
+        self.cpaths, self.vpaths = tuple(p.path for p in const), tuple(p.path for p in vary)
         # the constant parameters' ranges (a slider's min may exceed its max)
         self.lo = np.array([min(p.min, p.max) for p in const], dtype=np.float64)
         self.hi = np.array([max(p.min, p.max) for p in const], dtype=np.float64)
+
+
+class _Unplanned:
+    """A pass run without a plan (`FaustModule._run_pass`): its instances, given back."""
+
+    __slots__ = ("lp", "insts")
+
+    def __init__(self, lp, insts):
+        self.lp, self.insts = lp, insts
 
 
 class _Lease:
@@ -549,6 +611,7 @@ class _Lease:
 
 
 AD_MODES = ("auto", "forward", "reverse")
+MAX_PLANS = 8  # kinds of pass (pass, batch, samples, layout) whose prepared calls a module keeps
 FREE_BUFFERS = 4  # the module's spare buffers kept for the next steps (tapes, per-sample inputs)
 
 
@@ -558,6 +621,33 @@ def _lane_values(cvals, cpaths, vpaths, items) -> dict:
     vals = {path: cvals[items.start:items.stop, k] for k, path in enumerate(cpaths)}
     vals.update({path: np.zeros(len(items)) for path in vpaths})
     return vals
+
+
+def _ready_params(insts, memo: dict, primal, cpaths: tuple, vpaths: tuple, groups, cvals) -> bool:
+    """Each group's parameters on its lane instance as `set_read_params` sets them from
+    `_lane_values`: cvals[item, k] for cpaths[k], 0 for the vpaths (widget + input), for
+    those the instances' program reads; their views found once (memo).  False, nothing set,
+    where one is shared by every lane (the caller uses set_read_params)."""
+    key = ("params", cpaths, vpaths)
+    w = memo.get(key)
+    if w is None:
+        w = []
+        for inst in insts:
+            cv, vv = read_views(inst, primal, cpaths), read_views(inst, primal, vpaths)
+            if cv is None or vv is None:
+                w = False
+                break
+            w.append((cv, [view for _, view in vv]))
+        memo[key] = w
+    if w is False:
+        return False
+    for (cv, vv), items in zip(w, groups):
+        m, rows = len(items), cvals[items.start:items.stop]
+        for k, view in cv:
+            view[:m] = rows[:, k]
+        for view in vv:
+            view[:m] = 0.0
+    return True
 
 
 def _check_lanes(lanes) -> Optional[int]:
@@ -576,7 +666,21 @@ def _check_ad(ad) -> str:
 
 
 def _to_numpy(t: torch.Tensor, dtype) -> np.ndarray:
+    if t.dtype is dtype and t.device.type == "cpu" and t.is_contiguous():
+        return t.detach().numpy()  # (its own memory, no tensor made)
     return t.detach().to(device="cpu", dtype=dtype).contiguous().numpy()
+
+
+_NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64, torch.float16: np.float16}
+
+
+def _to_tensor(a: np.ndarray, dtype, device, copy: bool = False) -> torch.Tensor:
+    """a as a tensor of dtype on device (cast by NumPy where it can: no intermediate tensor);
+    copy: never a view of a."""
+    npdt = _NP_DTYPES.get(dtype)
+    if npdt is not None and device.type == "cpu":
+        return torch.from_numpy(np.array(a, dtype=npdt) if copy else np.asarray(a, dtype=npdt))
+    return torch.from_numpy(np.array(a) if copy else a).to(device=device, dtype=dtype)
 
 
 class _FaustFunction(torch.autograd.Function):
@@ -617,9 +721,9 @@ class _FaustFunction(torch.autograd.Function):
             x2 = xnp
         v = spec.variant
         out = np.empty((B, m.dsp.primal_outputs, n), dtype=npdt)
-        cpaths = [p.path for p in spec.const]
+        cpaths = spec.cpaths
 
-        vpaths = [p.path for p in spec.vary]
+        vpaths = spec.vpaths
 
         # a gradient will be asked: the forward pass is forward mode's derivative program (the
         # derivatives kept for the backward pass's dot products) or reverse mode's tape pass
@@ -650,13 +754,23 @@ class _FaustFunction(torch.autograd.Function):
             # every item's tape cost more than the tape program of a small program)
             tbuf = m._take((len(groups),) + rev.tape_shape(rlanes, n), npdt)
             ctx.lease = _Lease(m, tbuf)
-            insts = m._group_instances(rlanes[0], len(groups))
-            # (every group returns False, nothing run, when its tape would exceed the memory:
-            # item by item below)
-            if all(m._run_jobs([partial(rev.forward_items, rlanes, x2, items, n, lane_values(items), out, tbuf[g],
-                                        inst=insts[g], defer=True) for g, items in enumerate(groups)])):
+
+            def prepare(insts):  # (False for every group, nothing run, when its tape would exceed
+                # the memory: item by item below)
+                return [rev.forward_items(rlanes, x2, items, n, lane_values(items), out, tbuf[g], inst=insts[g],
+                                          defer=True) for g, items in enumerate(groups)]
+
+            def ready(insts, memo):  # (rev.ready_tape_items of every group)
+                rev.clear_tape_history(tbuf, rlanes[0].lanes)
+                if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
+                    for inst, items in zip(insts, groups):
+                        set_read_params(inst, v, lane_values(items))
+
+            run = m._run_pass(("tape", rlanes[0], B, n, v.block_size), rlanes[0], len(groups), (x2, out, tbuf),
+                              prepare, ready)
+            if run is not None:
                 ctx.rlanes = (rlanes, groups, tbuf)
-            m._give_instances(rlanes[0], insts)
+                m._pass_done(run)
 
         def render(b):
             if keep:
@@ -675,15 +789,18 @@ class _FaustFunction(torch.autograd.Function):
         lp = None if keep else m._lane_programs(B, v.lanes)
         if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
             groups = lane_groups(B, lp.lanes)
-            insts = m._group_instances(lp, len(groups))
 
-            def prep(inst, items):
-                for path, vals in lane_values(items).items():
-                    inst.set_param(path, vals)
-                return inst.compute_items([(x2, 0)], [(out, 0)], items, n, defer=True)
+            def ready(insts, memo):
+                if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
+                    for inst, items in zip(insts, groups):
+                        set_read_params(inst, v, lane_values(items))
 
-            m._run_jobs([partial(prep, inst, items) for inst, items in zip(insts, groups)])
-            m._give_instances(lp, insts)
+            def prepare(insts):
+                ready(insts, {})
+                return [inst.compute_items([(x2, 0)], [(out, 0)], items, n, defer=True)
+                        for inst, items in zip(insts, groups)]
+
+            m._pass_done(m._run_pass(("render", lp, B, n, v.block_size), lp, len(groups), (x2, out), prepare, ready))
         elif not (keep and ctx.rlanes is not None):
             m._map(render, B)
         ctx.runs = runs if keep else None
@@ -695,102 +812,138 @@ class _FaustFunction(torch.autograd.Function):
         return y.to(spec.device) if spec.device.type != "cpu" else y
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx, gy):
-        spec = ctx.spec
-        ctx.saved_tensors  # noqa: B018  (raises if an input was changed in place since forward)
-        m = spec.module
-        need = ctx.needs_input_grad  # (spec, x, *params)
-        if not any(need[1:]):
-            return (None,) * len(need)
-        m._wake()
-        n, B, I = spec.n, spec.batch, m.dsp.inputs
-        nc, nv = len(spec.const), len(spec.vary)
-        ybar = _to_numpy(gy, m.dtype)
-        x2, cvals = ctx.x2, ctx.cvals
-        v = spec.variant
-        gx = np.empty((B, I + nv, n), dtype=m._np_dtype) if (any(need[1:2]) or any(need[2 + nc:])) else None
-        gc = np.zeros((B, nc), dtype=np.float64)
-        cpaths = [p.path for p in spec.const]
-        want_c = [need[2 + k] for k in range(nc)]
+        # (create_graph=True: grad mode on here; once_differentiable makes a second
+        # derivative through this function an error; else it would only cost its wrapping)
+        if torch.is_grad_enabled():
+            return _backward_once(ctx, gy)
+        return _backward(ctx, gy)
 
-        if ctx.jvp is not None:  # forward mode: dL/dp_j = Σ_o Σ_n ȳ_o[n]·∂y_o[n]/∂p_j, one program
-            jg = ctx.jvp
 
-            def values(b):
-                return {path: float(cvals[b, k]) for k, path in enumerate(cpaths)}
+@torch.autograd.function.once_differentiable
+def _backward_once(ctx, gy):
+    return _backward(ctx, gy)
 
-            def take(b, r):
-                for k, path in enumerate(cpaths):
-                    if want_c[k]:
-                        gc[b, k] = r[path]
 
-            lp = m._lane_programs(B, jg.dsp.lanes)
-            if lp is not None:  # the items in SIMD lanes, a group of them per instance
-                groups = lane_groups(B, lp.lanes)
-                rows = [jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
-                insts = m._group_instances(lp, len(groups))
-                m._run_jobs([partial(jg.run_items, lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items),
-                                     inst=inst, defer=True) for inst, items in zip(insts, groups)])
-                _gather_sums(insts, groups, rows, gc)
-                m._give_instances(lp, insts)
-            else:
-                m._map(lambda b: take(b, jg.run(x2[b], ybar[b], n, values(b))), B)
-            res = [None, None] + _const_grads(ctx, gc, need, nc)
-            res.extend([None] * nv)
-            return tuple(res)
+def _backward(ctx, gy):
+    """_FaustFunction's backward pass."""
+    spec = ctx.spec
+    ctx.saved_tensors  # noqa: B018  (raises if an input was changed in place since forward)
+    m = spec.module
+    need = ctx.needs_input_grad  # (spec, x, *params)
+    if not any(need[1:]):
+        return (None,) * len(need)
+    m._wake()
+    n, B, I = spec.n, spec.batch, m.dsp.inputs
+    nc, nv = len(spec.const), len(spec.vary)
+    ybar = _to_numpy(gy, m.dtype)
+    x2, cvals = ctx.x2, ctx.cvals
+    v = spec.variant
+    gx = np.empty((B, I + nv, n), dtype=m._np_dtype) if (any(need[1:2]) or any(need[2 + nc:])) else None
+    gc = np.zeros((B, nc), dtype=np.float64)
+    cpaths = spec.cpaths
+    want_c = [need[2 + k] for k in range(nc)]
 
-        zeros = {p.path: 0.0 for p in spec.vary}  # the variant reads widget + input: the widget at 0
+    if ctx.jvp is not None:  # forward mode: dL/dp_j = Σ_o Σ_n ȳ_o[n]·∂y_o[n]/∂p_j, one program
+        jg = ctx.jvp
 
-        runs = ctx.runs
+        def values(b):
+            return {path: float(cvals[b, k]) for k, path in enumerate(cpaths)}
 
-        def grad(b):
-            if runs is not None:
-                g = v.reverse().backward(runs[b], ybar[b])
-            else:
-                g = v.vjp(x2[b], ybar[b], {**zeros, **{path: float(cvals[b, k]) for k, path in enumerate(cpaths)}},
-                          n=n)
-            if gx is not None:
-                gx[b] = g.input
+        def take(b, r):
             for k, path in enumerate(cpaths):
                 if want_c[k]:
-                    gc[b, k] = g.by_path[path]
+                    gc[b, k] = r[path]
 
-        v.reverse()  # the first call compiles the reverse programs (once, here, not in every thread)
-        if ctx.rlanes is not None:  # the adjoint program, the items in SIMD lanes
-            rlanes, groups, tbuf = ctx.rlanes
-            rev = v.reverse()
-            gbuf = gx if gx is not None else m._take((B, I + nv, n), m._np_dtype)
-            rows = [rev.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths)]
-            vpaths = [p.path for p in spec.vary]
+        lp = m._lane_programs(B, jg.dsp.lanes)
+        if lp is not None:  # the items in SIMD lanes, a group of them per instance
+            groups = lane_groups(B, lp.lanes)
+            rows = tuple(jg.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths))
 
-            insts = m._group_instances(rlanes[1], len(groups))
-            m._run_jobs([partial(rev.backward_items, rlanes, tbuf[g], ybar, items, n,
-                                 _lane_values(cvals, cpaths, vpaths, items), gbuf, inst=insts[g], defer=True)
-                         for g, items in enumerate(groups)])
-            _gather_sums(insts, groups, rows, gc)
-            m._give_instances(rlanes[1], insts)
-            if gx is None:
-                m._give(gbuf)
+            def prepare(insts):
+                return [jg.run_items(lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items), inst=inst,
+                                     defer=True) for inst, items in zip(insts, groups)]
+
+            def ready(insts, memo):  # (jg.ready_items of every group)
+                if not _ready_params(insts, memo, jg.primal, cpaths, (), groups, cvals):
+                    for inst, items in zip(insts, groups):
+                        jg.ready_items(inst, _lane_values(cvals, cpaths, (), items))
+
+            run = m._run_pass(("jvp", lp, B, n, jg.dsp.block_size, v.block_size), lp, len(groups), (x2, ybar),
+                              prepare, ready)
+            _gather_sums(run, groups, rows, gc)
+            m._pass_done(run)
         else:
-            m._map(grad, B)
-        dts = ctx.in_dtypes
-        res = [None]
-        res.append(torch.from_numpy(gx[:, :I]).to(*reversed(dts[0])) if need[1] else None)
-        res.extend(_const_grads(ctx, gc, need, nc))
-        for k in range(nv):
-            res.append(torch.from_numpy(gx[:, I + k]).to(*reversed(dts[1 + nc + k])) if need[2 + nc + k] else None)
+            m._map(lambda b: take(b, jg.run(x2[b], ybar[b], n, values(b))), B)
+        res = [None, None] + _const_grads(ctx, gc, need, nc)
+        res.extend([None] * nv)
         return tuple(res)
 
+    zeros = {p.path: 0.0 for p in spec.vary}  # the variant reads widget + input: the widget at 0
 
-def _gather_sums(insts, groups, rows, gc) -> None:
+    runs = ctx.runs
+
+    def grad(b):
+        if runs is not None:
+            g = v.reverse().backward(runs[b], ybar[b])
+        else:
+            g = v.vjp(x2[b], ybar[b], {**zeros, **{path: float(cvals[b, k]) for k, path in enumerate(cpaths)}},
+                      n=n)
+        if gx is not None:
+            gx[b] = g.input
+        for k, path in enumerate(cpaths):
+            if want_c[k]:
+                gc[b, k] = g.by_path[path]
+
+    v.reverse()  # the first call compiles the reverse programs (once, here, not in every thread)
+    if ctx.rlanes is not None:  # the adjoint program, the items in SIMD lanes
+        rlanes, groups, tbuf = ctx.rlanes
+        rev = v.reverse()
+        gbuf = gx if gx is not None else m._take((B, I + nv, n), m._np_dtype)
+        rows = tuple(rev.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths))
+        vpaths = spec.vpaths
+
+
+        def prepare(insts):
+            return [rev.backward_items(rlanes, tbuf[g], ybar, items, n, _lane_values(cvals, cpaths, vpaths, items),
+                                       gbuf, inst=insts[g], defer=True) for g, items in enumerate(groups)]
+
+        def ready(insts, memo):  # (rev.ready_adjoint_items of every group)
+            if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
+                for inst, items in zip(insts, groups):
+                    rev.ready_adjoint_items(inst, _lane_values(cvals, cpaths, vpaths, items))
+
+        run = m._run_pass(("adjoint", rlanes[1], B, n, v.block_size), rlanes[1], len(groups), (tbuf, ybar, gbuf),
+                          prepare, ready)
+        _gather_sums(run, groups, rows, gc)
+        m._pass_done(run)
+        if gx is None:
+            m._give(gbuf)
+    else:
+        m._map(grad, B)
+    dts = ctx.in_dtypes
+    res = [None]
+    res.append(_to_tensor(gx[:, :I], *dts[0]) if need[1] else None)
+    res.extend(_const_grads(ctx, gc, need, nc))
+    for k in range(nv):
+        res.append(_to_tensor(gx[:, I + k], *dts[1 + nc + k]) if need[2 + nc + k] else None)
+    return tuple(res)
+
+
+def _gather_sums(run, groups, rows, gc) -> None:
     """gc[item, k] ← the sum `rows[k]` of each group's lane instance (its accumulators, the
-    gradient w.r.t. a constant parameter), for the k with rows[k] >= 0."""
-    for inst, items in zip(insts, groups):
-        acc = inst.accumulators()
-        for k, r in enumerate(rows):
-            if r >= 0:
-                gc[items.start:items.stop, k] = acc[r, :len(items)]
+    gradient w.r.t. a constant parameter), for the k with rows[k] >= 0; run: what
+    `FaustModule._run_pass` ran on (a plan keeps each sum's (lanes,) view of its instance's
+    state)."""
+    memo = getattr(run, "memo", {})
+    views = memo.get(("sums", rows))
+    if views is None:
+        views = memo[("sums", rows)] = [[(k, inst.accumulator_view(r)) for k, r in enumerate(rows) if r >= 0]
+                                        for inst in run.insts]
+    for vs, items in zip(views, groups):
+        m = len(items)
+        for k, view in vs:
+            gc[items.start:items.stop, k] = view[:m]
 
 
 def _const_grads(ctx, gc, need, nc) -> list:
@@ -804,8 +957,7 @@ def _const_grads(ctx, gc, need, nc) -> list:
         if not need[2 + k]:
             res.append(None)
             continue
-        g = gc[:, k].copy() if ctx.const_dims[k] else np.asarray(gc[:, k].sum())
-        res.append(torch.from_numpy(g).to(*reversed(dts[1 + k])))
+        res.append(_to_tensor(gc[:, k] if ctx.const_dims[k] else gc[:, k].sum(), *dts[1 + k], copy=True))
     return res
 
 

@@ -374,6 +374,9 @@ class Dsp:
 
     def reverse(self):
         """The compiled reverse-mode programs of this Dsp (`runtime.reverse.Reverse`), built once."""
+        r = self.__dict__.get("_reverse")
+        if r is not None:  # (asked on every pass of a batch layer)
+            return r
         from .reverse import Reverse
 
         return self._built("_reverse", Reverse)
@@ -573,13 +576,38 @@ def set_read_params(inst, primal, params) -> None:
     mode's tape and adjoint, the jvp gradient), or its lane instance — the parameters of
     `params` ({name of a primal parameter: value, or values per lane}) that the program
     reads; the others are skipped (the program does not have them)."""
-    known = inst.dsp.__dict__.get("_path_set")
-    if known is None:
-        known = inst.dsp.__dict__.setdefault("_path_set", frozenset(p.path for p in inst.dsp.params))
-    for name, v in (params or {}).items():
+    if not params:
+        return
+    # the names' paths among the program's, found once per primal and set of names (a batch
+    # layer sets the same ones on every group of every step)
+    reads = inst.dsp.__dict__.setdefault("_reads", {})
+    key = (primal.__dict__.setdefault("_token", object()), *params)
+    sel = reads.get(key)
+    if sel is None:
+        known = frozenset(p.path for p in inst.dsp.params)
+        sel = [(name, path) for name in params
+               if (path := primal.params[primal.param_index(name)].path) in known]
+        if len(reads) < 64:
+            reads[key] = sel
+    for name, path in sel:
+        inst.set_param(path, params[name])
+
+
+def read_views(inst, primal, names) -> Optional[list]:
+    """[(k, view)]: for each names[k] (a primal parameter) that the program of the lane
+    instance `inst` reads (as `set_read_params` finds it), the (lanes,) view of its values in
+    the instance's state: ``view[:m] = values`` is `set_read_params` for m lanes.  None where
+    one is shared by every lane (set it with `set_read_params`)."""
+    sel = []
+    for k, name in enumerate(names):
         path = primal.params[primal.param_index(name)].path
-        if path in known:
-            inst.set_param(path, v)
+        i = inst._by_path.get(path)
+        if i is None:
+            continue
+        if inst.prog.param_uniform[i]:
+            return None
+        sel.append((k, inst._views[i]))
+    return sel
 
 
 def input_block(x, inputs: int, n: Optional[int], dt) -> tuple:

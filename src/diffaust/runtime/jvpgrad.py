@@ -82,6 +82,11 @@ class JvpGradient:
         """This thread's instance of the lane programs `lanes` (``self.dsp.lanes()``), reset."""
         return thread_instance(self._tls, "lane_instances", lanes)
 
+    def ready_items(self, inst, values: dict) -> None:
+        """What `run_items` sets before its call (a `runtime.lanes.CallPlan` sets it again
+        before each run): the group's parameters on the lane instance (reset)."""
+        set_read_params(inst, self.primal, values)
+
     def run_items(self, lanes, x, y_bar, items, n: int, values: dict, block_size: Optional[int] = None, *,
                   inst=None, defer: bool = False):
         """`run` for the batch items `items` (at most the lane width) at once, in the lanes of
@@ -93,6 +98,6 @@ class JvpGradient:
         then ``inst.accumulators()``."""
         if inst is None:
             inst = self.lane_instance(lanes)
-        set_read_params(inst, self.primal, values)
+        self.ready_items(inst, values)
         run = inst.compute_items([(x, 0), (y_bar, 0)], [], items, n, self.primal._bs(block_size), defer=True)
         return checked_sums(inst, run, y_bar, items, defer)

@@ -15,12 +15,14 @@ half that for a program with a large state (`lane_width`).
 from __future__ import annotations
 
 import ctypes
+import functools
 import threading
 from typing import Optional
 
 import numpy as np
 
 from ..errors import DiffaustError, UsageError
+from .pool import ARGS, CHECK, CHECK_COUNT, CHECK_PTR, FN, JOB_WORDS, KIND, RESULT, NativePool
 
 DEFAULT_LANES = {False: 8, True: 4}  # by `double`: 256-bit vectors
 SMALL_STATE = 512 << 10  # bytes: a larger program's state runs in half as many lanes (lane_width)
@@ -126,6 +128,11 @@ class LaneInstance:
         i = self._by_path.get(name) if isinstance(name, str) else None
         if i is None:
             i = self.dsp.param_index(name)
+        if type(values) is np.ndarray and values.ndim == 1 and not self.prog.param_uniform[i]:
+            if values.size > self.lanes:  # (the batch layers' case: a group's values, one per lane)
+                raise UsageError(f"{values.size} values for {self.lanes} lanes")
+            self._views[i][:values.size] = values
+            return
         v = np.asarray(values, dtype=np.float64).reshape(-1)
         if v.size > self.lanes:
             raise UsageError(f"{v.size} values for {self.lanes} lanes")
@@ -235,11 +242,21 @@ class LaneInstance:
 
     def accumulators(self) -> np.ndarray:
         """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
-        offs = self.prog.accumulator_offsets
-        out = np.empty((len(offs), self.lanes))
-        for i, off in enumerate(offs):
-            out[i] = np.ndarray((self.lanes,), dtype=np.float64, buffer=self._state, offset=off)
-        return out
+        idx = self.prog.__dict__.get("_acc_index")
+        if idx is None:  # where each lane's sum lies among the state's float64 words
+            offs = self.prog.accumulator_offsets
+            if any(off % 8 for off in offs):
+                raise DiffaustError("internal error: an accumulator not on a float64 word of the state")
+            idx = self.prog._acc_index = (np.array(offs, dtype=np.intp)[:, None] // 8
+                                          + np.arange(self.lanes, dtype=np.intp)[None, :])
+        return self._state[idx]
+
+    def accumulator_view(self, k: int) -> np.ndarray:
+        """(lanes,) float64: accumulator k's sums, lane by lane: a view of the state, read
+        after each call (`accumulators` copies them all)."""
+        self.accumulators()  # (the index built once, the alignment checked)
+        i = int(self.prog._acc_index[k, 0])
+        return self._state[i:i + self.lanes]
 
     def compute(self, xs, n: int, outs, block_size: Optional[int] = None) -> None:
         """Run n samples in every lane: xs[k] (inputs) and outs[k] (outputs) are lane k's input
@@ -307,7 +324,6 @@ class PreparedCall:
             self._checked()
             return False
         from .kernels import nonfinite_address
-        from .pool import ARGS, CHECK, CHECK_COUNT, CHECK_PTR, FN, KIND
 
         kind, fn, args = self.inst._native_call(self.n, self.ip.ctypes.data, self.op.ctypes.data,
                                                 self.block_size)
@@ -323,6 +339,127 @@ class PreparedCall:
         return True
 
 
+def _span(a: np.ndarray) -> tuple:
+    """[lo, hi): the bytes an array's elements occupy."""
+    lo = hi = a.ctypes.data
+    for d, s in zip(a.shape, a.strides):
+        if s < 0:
+            lo += s * (d - 1)
+        else:
+            hi += s * (d - 1)
+    return lo, hi + a.itemsize
+
+
+def geometry(arrays) -> tuple:
+    """What a `CallPlan`'s pointers depend on besides the arrays' addresses: each array's
+    shape, strides and dtype."""
+    return tuple((a.shape, a.strides, a.dtype.str) for a in arrays)
+
+
+class CallPlan:
+    """A pass's prepared lane calls, laid out once and run again on new arrays.
+
+    Built (`CallPlan.build`) from the `PreparedCall`s of a pass (one per lane group, each on
+    an instance of its own) and `slots`, the arrays they point into.  Every pointer the
+    calls hold (each lane's channel pointers, the address of a cotangent checked first) is
+    recorded as slot + offset: `bind(slots)` with arrays of the same `geometry` rewrites them
+    all with one addition, `run(pool)` runs the job table (runtime/pool.py) built once.  A
+    pointer outside every slot must be into an instance's own spare rows (a group with
+    fewer items than lanes), which stay with the plan's instances.
+
+    Invariant: after `bind(slots)`, the calls are exactly those `PreparedCall`s would be
+    had they been prepared on `slots` (the same layout, the arrays' addresses moved): the
+    instances' state (reset, parameters) is the caller's to set before `run`."""
+
+    __slots__ = ("insts", "table", "key", "memo", "_geom", "_ptr", "_slot", "_off", "_checked", "_cpos", "_cslot",
+                 "_coff", "_serial")
+
+    @classmethod
+    def build(cls, calls: list, slots: tuple) -> Optional["CallPlan"]:
+        """The plan of `calls` over `slots`, or None where it cannot be planned (a call with no
+        sample, a check the native kernel cannot do, a pointer into no slot, or into two)."""
+        if not calls or len({id(c.inst) for c in calls}) != len(calls):
+            return None
+        spans = [_span(a) if a.size else (0, 0) for a in slots]
+        owned = [_span(b) for c in calls for b in (c.inst._zero, c.inst._sink) if b is not None]
+
+        def locate(p: int):  # (slot, offset), (len(slots), p) for a spare row, None: unplannable
+            hits = [k for k, (lo, hi) in enumerate(spans) if lo <= p < hi]
+            if len(hits) == 1:
+                return hits[0], p - slots[hits[0]].ctypes.data
+            if not hits and any(lo <= p < hi for lo, hi in owned):
+                return len(slots), p
+            return None
+
+        sizes = [c.ip.size + c.op.size for c in calls]
+        ptr = np.empty(sum(sizes), dtype=np.int64)
+        where = []
+        for c, start in zip(calls, np.cumsum([0] + sizes[:-1])):
+            k = int(start)
+            for name in ("ip", "op"):
+                a = getattr(c, name)
+                ptr[k:k + a.size] = a.view(np.int64)
+                setattr(c, name, ptr[k:k + a.size].view(np.uintp))  # the job rows point here
+                k += a.size
+        for p in ptr.tolist():
+            w = locate(p) if p else (len(slots), 0)  # (a null pointer: a program without that channel)
+            if w is None:
+                return None
+            where.append(w)
+        table = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
+        cpos, cwhere = [], []
+        for g, c in enumerate(calls):
+            if not c.job(table[g]):
+                return None
+            if c.check is not None:
+                if not table[g, CHECK]:
+                    return None  # (checked in Python at job(): not the native kernel's)
+                w = locate(int(table[g, CHECK_PTR]))
+                if w is None or w[0] == len(slots):
+                    return None
+                cpos.append(g)
+                cwhere.append(w)
+        plan = cls()
+        plan.insts = [c.inst for c in calls]
+        plan.table = table
+        plan._geom = geometry(slots)
+        plan._ptr = ptr
+        plan._slot = np.array([w[0] for w in where], dtype=np.intp)
+        plan._off = np.array([w[1] for w in where], dtype=np.int64)
+        plan._checked = bool(cpos)
+        plan._cpos = slice(None) if cpos == list(range(len(calls))) else np.array(cpos, dtype=np.intp)
+        plan._cslot = np.array([w[0] for w in cwhere], dtype=np.intp)
+        plan._coff = np.array([w[1] for w in cwhere], dtype=np.int64)
+        plan._serial = None
+        plan.key = None  # (its owner's: FaustModule keeps plans by pass)
+        plan.memo = {}  # (its owner's: what it derives from the plan's instances)
+        for c in calls:  # (the plan keeps no array of the call it was built from)
+            c._arrays, c.check = (), None
+        return plan
+
+    def bind(self, slots: tuple, geom: Optional[tuple] = None) -> None:
+        """Lay the calls out on `slots` (arrays of the plan's geometry, else an internal error;
+        geom: `geometry(slots)` where the caller has it)."""
+        if (geometry(slots) if geom is None else geom) != self._geom:
+            raise DiffaustError("internal error: CallPlan.bind: arrays of another layout")
+        bases = np.array([a.__array_interface__["data"][0] for a in slots] + [0], dtype=np.int64)
+        np.add(bases[self._slot], self._off, out=self._ptr)
+        if self._checked:  # (a checked job's RESULT word is written by each run: not reset here)
+            self.table[self._cpos, CHECK_PTR] = bases[self._cslot] + self._coff
+
+    def run(self, pool=None) -> None:
+        """Run the bound calls: on `pool` (a NativePool whose lock the caller holds), else on
+        this thread alone (natively, the GIL released); UsageError where a checked cotangent
+        held NaN or Inf (its call skipped)."""
+        if pool is None:
+            if self._serial is None:
+                self._serial = NativePool(0)
+            pool = self._serial
+        pool.run(self.table)
+        if self._checked and self.table[:, RESULT].any():
+            raise UsageError("y_bar holds NaN or Inf")
+
+
 def checked_sums(inst, run, y_bar, items, defer: bool):
     """A lane call that sums over time (reverse mode's adjoint, forward mode's gradient
     program) with its cotangent ȳ checked first: `run` (a prepared `compute_items` call of
@@ -335,11 +472,12 @@ def checked_sums(inst, run, y_bar, items, defer: bool):
     return inst.accumulators()[:, :len(items)]
 
 
-def lane_groups(batch: int, width: int) -> list:
+@functools.lru_cache(maxsize=256)
+def lane_groups(batch: int, width: int) -> tuple:
     """A batch's items as ceil(batch / width) groups of consecutive items (ranges), as even
     as can be: a group per compute() call of an instance `width` lanes wide."""
     g = -(-batch // width)
-    return [range(k * batch // g, (k + 1) * batch // g) for k in range(g)]
+    return tuple(range(k * batch // g, (k + 1) * batch // g) for k in range(g))
 
 
 _LOCK = threading.Lock()

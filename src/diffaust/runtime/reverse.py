@@ -296,12 +296,29 @@ class Reverse:
         D = self.max_back
         if tape.shape != self.tape_shape(lanes, n) or tape.dtype != dt:
             raise DiffaustError("internal error: forward_items: a tape of the wrong shape")
-        tape[:, :D * L] = 0.0
         if inst is None:
             inst = self._lane_instance(lanes[0])
-        set_read_params(inst, self.dsp, values)
+        self.ready_tape_items(inst, values, tape)
         run = inst.compute_items([(x, 0)], [(y, 0), (tape, D, "packed")], items, n, bs, defer=defer)
         return run if defer else True
+
+    def ready_tape_items(self, inst, values: dict, tape) -> None:
+        """What `forward_items` sets before its call (a `runtime.lanes.CallPlan` of the tape
+        pass sets it again before each run): the group's parameters on its tape program's lane
+        instance (reset), and the tape's history (its first max_back samples, `tape_shape`;
+        one group's, or (groups, ...) of several) zeroed."""
+        self.clear_tape_history(tape, inst.lanes)
+        set_read_params(inst, self.dsp, values)
+
+    def clear_tape_history(self, tape, lanes: int) -> None:
+        """Zero the history of a tape of `lanes` lanes (its first max_back samples, read by
+        the adjoint before time 0: `tape_shape`), one group's or (groups, ...) of several."""
+        tape[..., :self.max_back * lanes] = 0.0
+
+    def ready_adjoint_items(self, inst, values: dict) -> None:
+        """What `backward_items` sets before its call: the group's parameters on the adjoint
+        program's lane instance (reset)."""
+        set_read_params(inst, self.dsp, values)
 
     def backward_items(self, lanes, tape, y_bar, items, n: int, values: dict, g, *, inst=None, defer: bool = False):
         """`backward` of the items of one `forward_items` call at once (`tape`: its group's):
@@ -313,7 +330,7 @@ class Reverse:
             raise DiffaustError("internal error: backward_items: the tape of another lane width")
         if inst is None:
             inst = self._lane_instance(lanes[1])
-        set_read_params(inst, self.dsp, values)
+        self.ready_adjoint_items(inst, values)
         run = inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
                                  items, n, max(1, n), defer=True)
         return checked_sums(inst, run, y_bar, items, defer)
