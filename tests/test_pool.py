@@ -160,3 +160,66 @@ def test_call_plan_refuses_ambiguous_slots():
     assert CallPlan.build(bwd, (tbuf, w, g)) is not None
     fwd, bwd, (y, g, w), ai, tbuf = reverse_batch(RESONLP, 16, 200, with_tape=True)
     assert CallPlan.build(bwd, (tbuf, w, w[:, :, 10:], g)) is None
+
+
+@pytest.mark.parametrize("double", [False, True])
+def test_call_plan_resets_and_writes_parameters_natively(double):
+    """A plan whose jobs reset their instance, write its parameters from the run's values
+    array and zero the tape's history (`native_ready`) runs, on instances left in any state
+    and a tape whose history holds garbage, what calls prepared anew with those values run,
+    bit for bit (the values cast to the state's float type as NumPy casts them; -1 writes 0)."""
+    from diffaust.runtime.dsp import read_views
+    from diffaust.runtime.lanes import CallPlan
+
+    d = diffaust.compile(RESONLP, sample_rate=48000, double=double)
+    dt = np.float64 if double else np.float32
+    rev = d.reverse()
+    rl = rev.lanes()
+    assert rev.max_back > 0  # (a tape with a history to zero)
+    B, n = 13, 300
+    L = rl[0].lanes
+    groups = lane_groups(B, L)
+    paths = tuple(p.path for p in d.params)
+    rng = np.random.default_rng(5)
+
+    def batch(seed):
+        r = np.random.default_rng(seed)
+        vals = np.stack([r.uniform(200, 5000, B), r.uniform(0.7, 8, B)], 1)  # (B, 2) float64
+        return r.uniform(-1, 1, (B, 1, n)).astype(dt), vals
+
+    def fresh(x, vals):  # calls prepared anew: the reference
+        y = np.zeros((B, 1, n), dt)
+        tape = np.zeros((len(groups),) + rev.tape_shape(rl, n), dt)
+        insts = [rl[0].instance() for _ in groups]
+        for g, it in enumerate(groups):
+            rev.forward_items(rl, x, it, n, {p: vals[it.start:it.stop, k] for k, p in enumerate(paths)}, y, tape[g],
+                              inst=insts[g], defer=True)()
+        return y, tape
+
+    x0, v0 = batch(1)
+    y0 = np.zeros((B, 1, n), dt)
+    t0 = np.zeros((len(groups),) + rev.tape_shape(rl, n), dt)
+    insts = [rl[0].instance() for _ in groups]
+    calls = [rev.forward_items(rl, x0, it, n, {p: v0[it.start:it.stop, k] for k, p in enumerate(paths)}, y0, t0[g],
+                               inst=insts[g], defer=True) for g, it in enumerate(groups)]
+    writes = []
+    for inst, it in zip(insts, groups):
+        base = inst._state.ctypes.data
+        writes.append([(view.ctypes.data - base + lane * view.itemsize, i * 2 + k)
+                       for k, view in read_views(inst, d, paths) for lane, i in enumerate(it)])
+    plan = CallPlan.build(calls, (x0, y0, t0), v0, writes, [[rev.tape_history(t0[g], L)] for g in range(len(groups))])
+    assert plan is not None and plan.native_ready
+    plan.run()
+    ref_y, ref_t = fresh(x0, v0)
+    assert np.array_equal(y0, ref_y) and np.array_equal(t0, ref_t)
+    for seed in (2, 3):
+        x, vals = batch(seed)
+        y = np.full((B, 1, n), np.nan, dt)
+        tape = rng.uniform(-9, 9, t0.shape).astype(dt)  # garbage, history included
+        for inst in insts:
+            inst._state[:] = rng.uniform(-9, 9, inst._state.shape)  # an instance in any state
+        plan.bind((x, y, tape), values=vals)
+        plan.run()
+        ref_y, ref_t = fresh(x, vals)
+        assert np.array_equal(y, ref_y)
+        assert np.array_equal(tape[..., :ref_t.shape[-1]], ref_t)

@@ -398,6 +398,34 @@ def test_planned_passes_match_prepared_ones():
             assert torch.equal(a, b)
 
 
+def test_planned_tape_history_zeroed_each_step():
+    """fi.resonlp's tape has a history (its first samples, read by the adjoint before time 0):
+    a reused tape buffer holding garbage is zeroed there by the plan's jobs, step after step
+    (the gradients those of calls prepared anew, bit for bit)."""
+    res = {}
+    for native in (True, False):
+        m = FaustModule(RESONLP, threads=2)
+        m.native_pool = native
+        got = []
+        for step in range(3):
+            x = torch.randn(11, 1, 256, generator=gen(80 + step))
+            fc = torch.linspace(300, 4000, 11).requires_grad_()
+            q = torch.linspace(0.7, 6, 11).flip(0).requires_grad_()
+            xi = x.clone().requires_grad_()
+            with m._lock:  # the module's spare buffers (the next step's tape among them): garbage
+                while not m._returned.empty():
+                    m._free.append(m._returned.get_nowait())
+                for a in m._free:
+                    a[...] = 1e30
+            y = m(xi, {"fc": fc, "q": q})
+            y.backward(torch.cos(torch.arange(256.0))[None, None].expand(11, 1, 256))
+            got += [y.detach(), xi.grad, fc.grad, q.grad]
+        assert all(torch.isfinite(t).all() for t in got)
+        res[native] = got
+    for a, b in zip(res[False], res[True]):
+        assert torch.equal(a, b)
+
+
 def test_planned_pass_nan_cotangent_then_recovers():
     """A reused plan still checks ȳ: NaN in it is an error naming it, and the next step runs."""
     m = FaustModule(FDELAY, threads=2)

@@ -391,29 +391,38 @@ class FaustModule(nn.Module):
         if p is not None:
             p.wake()
 
-    def _run_pass(self, key: tuple, lp, count: int, slots: tuple, prepare, ready):
+    def _run_pass(self, key: tuple, lp, count: int, slots: tuple, prepare, ready, params: tuple, zero=None):
         """Run one pass of a call's lane groups (`count` of them, on instances of the lane
         programs lp); returns what ran (its ``.insts``: the groups' instances, whose sums the
         caller reads before `_pass_done`), or None where prepare gave a false value (nothing
-        run).  prepare(insts): the groups' prepared calls (`runtime.lanes.PreparedCall`) on
-        reset instances; ready(insts, memo): each reset instance set as prepare sets it
-        (parameters, a tape's history; memo: a dict kept with the instances); slots: the arrays the calls point into; key: what else
-        the calls depend on (the pass, lp, batch, samples, block size).
+        run).
 
-        The first such pass (key and the slots' shapes, strides and dtypes) prepares its calls
-        and keeps them as a `runtime.lanes.CallPlan` with its instances; the next ones reset
-        and ready those instances and lay the same calls out on their own arrays
-        (`CallPlan.bind`): no call prepared again (a pass of a small program costs more in
-        preparing its calls, ~40 µs a group, than in running them on a second core)."""
-        k = (key, geometry(slots))
+        prepare(insts): the groups' prepared calls (`runtime.lanes.PreparedCall`) on reset
+        instances, their parameters set from params = (primal, cpaths, vpaths, groups,
+        cvals) as `_lane_values` gives them to `set_read_params`, and the zero(insts)[g]
+        arrays zeroed (a tape's history); ready(insts, memo): the same settings on reset
+        instances (memo: a dict kept with them); slots: the arrays the calls point into; key:
+        what else the calls depend on (the pass, lp, batch, samples, block size).
+
+        The first such pass (key, the parameters' names and the slots' and values' shapes,
+        strides and dtypes) prepares its calls and keeps them as a `runtime.lanes.CallPlan`
+        with its instances; the next ones lay the same calls out on their own arrays
+        (`CallPlan.bind`), each job resetting its instance and writing its parameters
+        natively before its call (`ready` where a parameter is shared by every lane): no
+        call prepared again (a pass of a small program costs more in preparing its calls,
+        ~40 µs a group, than in running them on a second core)."""
+        primal, cpaths, vpaths, groups, cvals = params
+        geom = geometry(slots)
+        k = (key, cpaths, vpaths, geom, geometry((cvals,)))
         with self._lock:
             free = self._plans.get(k)
             plan = free.pop() if free else None
         if plan is not None:
-            for inst in plan.insts:
-                inst.reset()
-            ready(plan.insts, plan.memo)
-            plan.bind(slots, k[1])
+            if not plan.native_ready:
+                for inst in plan.insts:
+                    inst.reset()
+                ready(plan.insts, plan.memo)
+            plan.bind(slots, geom, cvals if plan.native_ready else None)
             self._run_plan(plan, k)
             return plan
         insts = self._group_instances(lp, count)
@@ -421,7 +430,11 @@ class FaustModule(nn.Module):
         if not all(calls):
             self._give_instances(lp, insts)
             return None
-        plan = CallPlan.build(calls, slots) if self.native_pool else None
+        plan = None
+        if self.native_pool:
+            writes = _param_writes(insts, primal, cpaths, vpaths, groups, cvals.shape[1])
+            plan = CallPlan.build(calls, slots, cvals if writes else None, writes,
+                                  zero(insts) if (writes and zero) else None)
         if plan is not None:
             self._run_plan(plan, k)
             return plan
@@ -650,6 +663,26 @@ def _ready_params(insts, memo: dict, primal, cpaths: tuple, vpaths: tuple, group
     return True
 
 
+def _param_writes(insts, primal, cpaths: tuple, vpaths: tuple, groups, nc: int) -> Optional[list]:
+    """For a `runtime.lanes.CallPlan`: each group's parameter writes, [(byte offset in its
+    instance's state, index into cvals.ravel() or -1 for 0)], what `set_read_params` does
+    with `_lane_values(cvals, cpaths, vpaths, items)` (cvals (batch, nc)); None where one
+    is shared by every lane."""
+    writes = []
+    for inst, items in zip(insts, groups):
+        cv, vv = read_views(inst, primal, cpaths), read_views(inst, primal, vpaths)
+        if cv is None or vv is None:
+            return None
+        base = inst._state.__array_interface__["data"][0]
+        w = []
+        for views, src in ((cv, lambda k, i: i * nc + k), (vv, lambda k, i: -1)):
+            for k, view in views:
+                at = view.__array_interface__["data"][0] - base
+                w += [(at + lane * view.itemsize, src(k, i)) for lane, i in enumerate(items)]
+        writes.append(w)
+    return writes
+
+
 def _check_lanes(lanes) -> Optional[int]:
     """The lane width asked for: None = the default (runtime.lanes.lane_width)."""
     if lanes is None:
@@ -767,7 +800,8 @@ class _FaustFunction(torch.autograd.Function):
                         set_read_params(inst, v, lane_values(items))
 
             run = m._run_pass(("tape", rlanes[0], B, n, v.block_size), rlanes[0], len(groups), (x2, out, tbuf),
-                              prepare, ready)
+                              prepare, ready, (v, cpaths, vpaths, groups, cvals),
+                              lambda insts: [[rev.tape_history(tbuf[g], rlanes[0].lanes)] for g in range(len(groups))])
             if run is not None:
                 ctx.rlanes = (rlanes, groups, tbuf)
                 m._pass_done(run)
@@ -800,7 +834,8 @@ class _FaustFunction(torch.autograd.Function):
                 return [inst.compute_items([(x2, 0)], [(out, 0)], items, n, defer=True)
                         for inst, items in zip(insts, groups)]
 
-            m._pass_done(m._run_pass(("render", lp, B, n, v.block_size), lp, len(groups), (x2, out), prepare, ready))
+            m._pass_done(m._run_pass(("render", lp, B, n, v.block_size), lp, len(groups), (x2, out), prepare, ready,
+                                     (v, cpaths, vpaths, groups, cvals)))
         elif not (keep and ctx.rlanes is not None):
             m._map(render, B)
         ctx.runs = runs if keep else None
@@ -870,7 +905,7 @@ def _backward(ctx, gy):
                         jg.ready_items(inst, _lane_values(cvals, cpaths, (), items))
 
             run = m._run_pass(("jvp", lp, B, n, jg.dsp.block_size, v.block_size), lp, len(groups), (x2, ybar),
-                              prepare, ready)
+                              prepare, ready, (jg.primal, cpaths, (), groups, cvals))
             _gather_sums(run, groups, rows, gc)
             m._pass_done(run)
         else:
@@ -914,7 +949,7 @@ def _backward(ctx, gy):
                     rev.ready_adjoint_items(inst, _lane_values(cvals, cpaths, vpaths, items))
 
         run = m._run_pass(("adjoint", rlanes[1], B, n, v.block_size), rlanes[1], len(groups), (tbuf, ybar, gbuf),
-                          prepare, ready)
+                          prepare, ready, (v, cpaths, vpaths, groups, cvals))
         _gather_sums(run, groups, rows, gc)
         m._pass_done(run)
         if gx is None:

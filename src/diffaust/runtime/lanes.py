@@ -356,96 +356,152 @@ def geometry(arrays) -> tuple:
     return tuple((a.shape, a.strides, a.dtype.str) for a in arrays)
 
 
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
 class CallPlan:
     """A pass's prepared lane calls, laid out once and run again on new arrays.
 
     Built (`CallPlan.build`) from the `PreparedCall`s of a pass (one per lane group, each on
     an instance of its own) and `slots`, the arrays they point into.  Every pointer the
     calls hold (each lane's channel pointers, the address of a cotangent checked first) is
-    recorded as slot + offset: `bind(slots)` with arrays of the same `geometry` rewrites them
-    all with one addition, `run(pool)` runs the job table (runtime/pool.py) built once.  A
-    pointer outside every slot must be into an instance's own spare rows (a group with
-    fewer items than lanes), which stay with the plan's instances.
+    recorded as slot + offset, and each job of the table (runtime/pool.py), built once, gets
+    a prologue that lays its pointers out on the slots' addresses of the run (`bind` writes
+    them: a few words) before its call, on the thread that runs it.  A pointer outside every
+    slot must be into an instance's own spare rows (a group with fewer items than lanes),
+    which stay with the plan's instances.  With `writes`, the prologue also resets the
+    job's instance (its state copied from the reset snapshot), writes its parameters from
+    the run's `values` array and zeroes the `zero` regions (`native_ready`); else the
+    caller sets the instances before `run`.
 
-    Invariant: after `bind(slots)`, the calls are exactly those `PreparedCall`s would be
-    had they been prepared on `slots` (the same layout, the arrays' addresses moved): the
-    instances' state (reset, parameters) is the caller's to set before `run`."""
+    Invariant: after `bind`, a run is exactly the run of those `PreparedCall`s prepared on
+    the bound arrays, their instances set as the build's were (reset, then the writes of the
+    bound values, or the caller's settings)."""
 
-    __slots__ = ("insts", "table", "key", "memo", "_geom", "_ptr", "_slot", "_off", "_checked", "_cpos", "_cslot",
-                 "_coff", "_serial")
+    __slots__ = ("insts", "table", "key", "memo", "native_ready", "_geom", "_vgeom", "_bases", "_nslots",
+                 "_checked", "_keep", "_serial")
 
     @classmethod
-    def build(cls, calls: list, slots: tuple) -> Optional["CallPlan"]:
+    def build(cls, calls: list, slots: tuple, values: Optional[np.ndarray] = None,
+              writes: Optional[list] = None, zero: Optional[list] = None) -> Optional["CallPlan"]:
         """The plan of `calls` over `slots`, or None where it cannot be planned (a call with no
-        sample, a check the native kernel cannot do, a pointer into no slot, or into two)."""
+        sample, a check the native kernel cannot do, a pointer into no slot, or into two).
+        writes[g]: [(byte offset in call g's instance's state, index into values.ravel(), or
+        -1 for 0)], the parameter values written after the reset, in the state's float type;
+        values: float64, C-contiguous (its layout part of the plan's); zero[g]: arrays
+        (views into the slots, 1-D or 2-D with contiguous rows) zeroed before call g."""
+        from .pool import PROLOGUE_WORDS, P_BASES, P_BYTES, P_CDST, P_COFF, P_CSLOT, P_F64, P_NPAR, P_NPTR, \
+            P_NZERO, P_PDST, P_POFF, P_PSLOT, P_PSRC, P_PTRS, P_SNAP, P_STATE, P_VSLOT, P_ZERO, PROLOGUE
+
         if not calls or len({id(c.inst) for c in calls}) != len(calls):
+            return None
+        if writes is not None and (values is None or values.dtype != np.float64 or not values.flags.c_contiguous
+                                   or len(writes) != len(calls)):
             return None
         spans = [_span(a) if a.size else (0, 0) for a in slots]
         owned = [_span(b) for c in calls for b in (c.inst._zero, c.inst._sink) if b is not None]
+        S = len(slots)  # bases[S] = 0 (an absolute address), bases[S + 1] = the values' address
 
-        def locate(p: int):  # (slot, offset), (len(slots), p) for a spare row, None: unplannable
+        def locate(p: int):  # (slot, offset); (S, p): a spare row; None: not plannable
             hits = [k for k, (lo, hi) in enumerate(spans) if lo <= p < hi]
             if len(hits) == 1:
-                return hits[0], p - slots[hits[0]].ctypes.data
+                return hits[0], p - _address(slots[hits[0]])
             if not hits and any(lo <= p < hi for lo, hi in owned):
-                return len(slots), p
+                return S, p
             return None
 
-        sizes = [c.ip.size + c.op.size for c in calls]
-        ptr = np.empty(sum(sizes), dtype=np.int64)
-        where = []
-        for c, start in zip(calls, np.cumsum([0] + sizes[:-1])):
-            k = int(start)
-            for name in ("ip", "op"):
-                a = getattr(c, name)
-                ptr[k:k + a.size] = a.view(np.int64)
-                setattr(c, name, ptr[k:k + a.size].view(np.uintp))  # the job rows point here
-                k += a.size
-        for p in ptr.tolist():
-            w = locate(p) if p else (len(slots), 0)  # (a null pointer: a program without that channel)
-            if w is None:
-                return None
-            where.append(w)
+        keep: list = []
+
+        def words(seq) -> np.ndarray:  # an int64 array kept with the plan
+            a = np.array(list(seq) or [0], dtype=np.int64)
+            keep.append(a)
+            return a
+
         table = np.zeros((len(calls), JOB_WORDS), dtype=np.int64)
-        cpos, cwhere = [], []
+        bases = words([0] * (S + 2))
+        pros = np.zeros((len(calls), PROLOGUE_WORDS), dtype=np.int64)
+        checked = False
         for g, c in enumerate(calls):
+            if c.n <= 0:
+                return None
+            ptr = words(np.concatenate([c.ip.view(np.int64), c.op.view(np.int64)]))
+            c.ip, c.op = ptr[:c.ip.size].view(np.uintp), ptr[c.ip.size:c.ip.size + c.op.size].view(np.uintp)
+            where = [locate(p) if p else (S, 0) for p in ptr.tolist()]  # (0: a program without that channel)
+            if None in where:
+                return None
             if not c.job(table[g]):
                 return None
+            pro = pros[g]
+            pro[P_NPTR] = len(where)
+            pro[P_PSLOT] = words(w[0] for w in where).ctypes.data
+            pro[P_POFF] = words(w[1] for w in where).ctypes.data
+            pro[P_PTRS] = ptr.ctypes.data
+            pro[P_BASES] = bases.ctypes.data
+            pro[P_CSLOT] = -1
             if c.check is not None:
                 if not table[g, CHECK]:
                     return None  # (checked in Python at job(): not the native kernel's)
                 w = locate(int(table[g, CHECK_PTR]))
-                if w is None or w[0] == len(slots):
+                if w is None or w[0] == S:
                     return None
-                cpos.append(g)
-                cwhere.append(w)
+                pro[P_CSLOT], pro[P_COFF] = w
+                pro[P_CDST] = table[g:g + 1, CHECK_PTR].ctypes.data
+                checked = True
+            if writes is not None:
+                inst = c.inst
+                snap = inst.prog.__dict__.get("_reset_state")
+                if snap is None or snap.shape != inst._state.shape:
+                    return None
+                keep.append(snap)
+                pro[P_STATE], pro[P_SNAP], pro[P_BYTES] = inst._addr, snap.ctypes.data, inst._state.nbytes
+                pro[P_NPAR] = len(writes[g])
+                pro[P_PDST] = words(off for off, _ in writes[g]).ctypes.data
+                pro[P_PSRC] = words(src for _, src in writes[g]).ctypes.data
+                pro[P_F64] = int(inst._dt == np.float64)
+                pro[P_VSLOT] = S + 1
+                regions = []
+                for z in (zero[g] if zero else ()):
+                    for row in (z if z.ndim == 2 else z[None]):
+                        if row.size:
+                            w = locate(_address(row))
+                            if w is None or w[0] == S or row.strides[-1] != row.itemsize:
+                                return None
+                            regions += [w[0], w[1], row.nbytes]
+                pro[P_NZERO] = len(regions) // 3
+                pro[P_ZERO] = words(regions).ctypes.data
+            table[g, PROLOGUE] = pro.ctypes.data
+        keep.append(pros)
         plan = cls()
         plan.insts = [c.inst for c in calls]
         plan.table = table
-        plan._geom = geometry(slots)
-        plan._ptr = ptr
-        plan._slot = np.array([w[0] for w in where], dtype=np.intp)
-        plan._off = np.array([w[1] for w in where], dtype=np.int64)
-        plan._checked = bool(cpos)
-        plan._cpos = slice(None) if cpos == list(range(len(calls))) else np.array(cpos, dtype=np.intp)
-        plan._cslot = np.array([w[0] for w in cwhere], dtype=np.intp)
-        plan._coff = np.array([w[1] for w in cwhere], dtype=np.int64)
-        plan._serial = None
         plan.key = None  # (its owner's: FaustModule keeps plans by pass)
         plan.memo = {}  # (its owner's: what it derives from the plan's instances)
+        plan.native_ready = writes is not None
+        plan._geom = geometry(slots)
+        plan._vgeom = geometry((values,)) if writes is not None else None
+        plan._bases = bases
+        plan._nslots = S
+        plan._checked = checked
+        plan._keep = keep
+        plan._serial = None
+        plan.bind(slots, values=values)
         for c in calls:  # (the plan keeps no array of the call it was built from)
             c._arrays, c.check = (), None
         return plan
 
-    def bind(self, slots: tuple, geom: Optional[tuple] = None) -> None:
+    def bind(self, slots: tuple, geom: Optional[tuple] = None, values: Optional[np.ndarray] = None) -> None:
         """Lay the calls out on `slots` (arrays of the plan's geometry, else an internal error;
-        geom: `geometry(slots)` where the caller has it)."""
+        geom: `geometry(slots)` where the caller has it), the parameters read from `values`
+        (`native_ready`: an array of the build's layout)."""
         if (geometry(slots) if geom is None else geom) != self._geom:
             raise DiffaustError("internal error: CallPlan.bind: arrays of another layout")
-        bases = np.array([a.__array_interface__["data"][0] for a in slots] + [0], dtype=np.int64)
-        np.add(bases[self._slot], self._off, out=self._ptr)
-        if self._checked:  # (a checked job's RESULT word is written by each run: not reset here)
-            self.table[self._cpos, CHECK_PTR] = bases[self._cslot] + self._coff
+        addrs = [_address(a) for a in slots]
+        if self._vgeom is not None:
+            if values is None or geometry((values,)) != self._vgeom:
+                raise DiffaustError("internal error: CallPlan.bind: parameter values of another layout")
+            addrs += [0, _address(values)]
+        self._bases[:len(addrs)] = addrs
 
     def run(self, pool=None) -> None:
         """Run the bound calls: on `pool` (a NativePool whose lock the caller holds), else on

@@ -23,7 +23,10 @@ successful claim always reads the table it was made for.  A job (16 int64):
     [0] kind: 0 = fn(state, n, inputs, outputs)  (a compute function)
               1 = fn(compute, state, n, block, n_in, n_out, inputs, outputs)  (the block driver)
     [1] fn, [2..9] its arguments (in order), [10] check fn (0: none): check(ptr, count) != 0
-    skips the call (ȳ not finite, `kernels.all_finite`), [11] ptr, [12] count, [13] its result.
+    skips the call (ȳ not finite, `kernels.all_finite`), [11] ptr, [12] count, [13] its result,
+    [14] its prologue (0: none): the address of PROLOGUE_WORDS words (P_*), run before the
+    job's words are read, by the thread that runs it: the call's pointers laid out on the
+    pass's arrays, its instance reset and its parameters written (`runtime.lanes.CallPlan`).
 
 A worker that sleeps through a pass costs nothing but its share: the caller claims every
 job left (it never waits for one that nobody took).
@@ -43,7 +46,12 @@ _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 _WORK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 
 JOB_WORDS = 16
-KIND, FN, ARGS, CHECK, CHECK_PTR, CHECK_COUNT, RESULT = 0, 1, 2, 10, 11, 12, 13  # a job's words
+KIND, FN, ARGS, CHECK, CHECK_PTR, CHECK_COUNT, RESULT, PROLOGUE = 0, 1, 2, 10, 11, 12, 13, 14  # a job's words
+# a job's prologue (int64 words; runtime.lanes.CallPlan builds them): run first, by the thread
+# that runs the job
+(P_STATE, P_SNAP, P_BYTES, P_NPAR, P_PDST, P_PSRC, P_F64, P_NZERO, P_ZERO, P_NPTR, P_PSLOT, P_POFF, P_PTRS,
+ P_BASES, P_VSLOT, P_CSLOT, P_COFF, P_CDST) = range(18)
+PROLOGUE_WORDS = 18
 MAX_JOBS = (1 << 20) - 1
 SPIN_SECONDS = 1e-3  # a worker polls this long after a pass (the next pass of a step comes sooner)
 
@@ -55,6 +63,125 @@ def _ir() -> str:
     args = "\n".join(f"  %a{k}p = getelementptr i64, ptr %jp, i64 {k + 2}\n  %a{k}i = load i64, ptr %a{k}p"
                      for k in range(8))
     return f"""
+
+declare void @llvm.memcpy.p0.p0.i64(ptr, ptr, i64, i1)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+
+define internal i64 @word(ptr %p, i64 %k) {{
+  %a = getelementptr i64, ptr %p, i64 %k
+  %v = load i64, ptr %a
+  ret i64 %v
+}}
+
+define internal ptr @wptr(ptr %p, i64 %k) {{
+  %a = getelementptr i64, ptr %p, i64 %k
+  %v = load i64, ptr %a
+  %q = inttoptr i64 %v to ptr
+  ret ptr %q
+}}
+
+; a job's prologue (words P_*): its pointers laid out on the pass's arrays (dst[i] =
+; bases[slot[i]] + off[i]), the address its check reads, its instance reset (the state copied
+; from the snapshot), its parameters written (values[src[j]], 0 where src[j] < 0, cast to the
+; state's float type), the regions to zero (bases[slot] + off, bytes)
+define internal void @prologue(ptr %p) {{
+entry:
+  %bases = call ptr @wptr(ptr %p, i64 {P_BASES})
+  %np = call i64 @word(ptr %p, i64 {P_NPTR})
+  %slots = call ptr @wptr(ptr %p, i64 {P_PSLOT})
+  %offs = call ptr @wptr(ptr %p, i64 {P_POFF})
+  %dsts = call ptr @wptr(ptr %p, i64 {P_PTRS})
+  br label %ph
+ph:
+  %i = phi i64 [0, %entry], [%i1, %pb]
+  %pc = icmp slt i64 %i, %np
+  br i1 %pc, label %pb, label %chk
+pb:
+  %s = call i64 @word(ptr %slots, i64 %i)
+  %b = call i64 @word(ptr %bases, i64 %s)
+  %o = call i64 @word(ptr %offs, i64 %i)
+  %v = add i64 %b, %o
+  %da = getelementptr i64, ptr %dsts, i64 %i
+  store i64 %v, ptr %da
+  %i1 = add i64 %i, 1
+  br label %ph
+chk:
+  %cs = call i64 @word(ptr %p, i64 {P_CSLOT})
+  %hasc = icmp sge i64 %cs, 0
+  br i1 %hasc, label %setc, label %reset
+setc:
+  %cb = call i64 @word(ptr %bases, i64 %cs)
+  %co = call i64 @word(ptr %p, i64 {P_COFF})
+  %cv = add i64 %cb, %co
+  %cd = call ptr @wptr(ptr %p, i64 {P_CDST})
+  store i64 %cv, ptr %cd
+  br label %reset
+reset:
+  %nb = call i64 @word(ptr %p, i64 {P_BYTES})
+  %state = call ptr @wptr(ptr %p, i64 {P_STATE})
+  %hasr = icmp sgt i64 %nb, 0
+  br i1 %hasr, label %copy, label %params
+copy:
+  %snap = call ptr @wptr(ptr %p, i64 {P_SNAP})
+  call void @llvm.memcpy.p0.p0.i64(ptr %state, ptr %snap, i64 %nb, i1 false)
+  br label %params
+params:
+  %nq = call i64 @word(ptr %p, i64 {P_NPAR})
+  %pdst = call ptr @wptr(ptr %p, i64 {P_PDST})
+  %psrc = call ptr @wptr(ptr %p, i64 {P_PSRC})
+  %f64 = call i64 @word(ptr %p, i64 {P_F64})
+  %vs = call i64 @word(ptr %p, i64 {P_VSLOT})
+  %vals = call ptr @wptr(ptr %bases, i64 %vs)
+  %isd = icmp ne i64 %f64, 0
+  br label %qh
+qh:
+  %j = phi i64 [0, %params], [%j1, %qst]
+  %qc = icmp slt i64 %j, %nq
+  br i1 %qc, label %qb, label %zeros
+qb:
+  %off = call i64 @word(ptr %pdst, i64 %j)
+  %src = call i64 @word(ptr %psrc, i64 %j)
+  %neg = icmp slt i64 %src, 0
+  %srcz = select i1 %neg, i64 0, i64 %src
+  %va = getelementptr double, ptr %vals, i64 %srcz
+  %vl = load double, ptr %va
+  %val = select i1 %neg, double 0.0, double %vl
+  %at = getelementptr i8, ptr %state, i64 %off
+  br i1 %isd, label %qd, label %qf
+qd:
+  store double %val, ptr %at
+  br label %qst
+qf:
+  %vf = fptrunc double %val to float
+  store float %vf, ptr %at
+  br label %qst
+qst:
+  %j1 = add i64 %j, 1
+  br label %qh
+zeros:
+  %nz = call i64 @word(ptr %p, i64 {P_NZERO})
+  %zl = call ptr @wptr(ptr %p, i64 {P_ZERO})
+  br label %zh
+zh:
+  %k = phi i64 [0, %zeros], [%k1, %zb]
+  %zc = icmp slt i64 %k, %nz
+  br i1 %zc, label %zb, label %done
+zb:
+  %k3 = mul i64 %k, 3
+  %zs = call i64 @word(ptr %zl, i64 %k3)
+  %k3o = add i64 %k3, 1
+  %zo = call i64 @word(ptr %zl, i64 %k3o)
+  %k3b = add i64 %k3, 2
+  %zn = call i64 @word(ptr %zl, i64 %k3b)
+  %zb0 = call i64 @word(ptr %bases, i64 %zs)
+  %za = add i64 %zb0, %zo
+  %zp = inttoptr i64 %za to ptr
+  call void @llvm.memset.p0.i64(ptr %zp, i8 0, i64 %zn, i1 false)
+  %k1 = add i64 %k, 1
+  br label %zh
+done:
+  ret void
+}}
 
 define internal void @claim_run(ptr %d, i64 %gen) {{
 entry:
@@ -81,6 +208,15 @@ job:
   %table = inttoptr i64 %ti to ptr
   %off = mul i64 %i, {JOB_WORDS}
   %jp = getelementptr i64, ptr %table, i64 %off
+  %prp = getelementptr i64, ptr %jp, i64 {PROLOGUE}
+  %pri = load i64, ptr %prp
+  %haspro = icmp ne i64 %pri, 0
+  br i1 %haspro, label %pro, label %words
+pro:
+  %prl = inttoptr i64 %pri to ptr
+  call void @prologue(ptr %prl)
+  br label %words
+words:
   %kind = load i64, ptr %jp
   %fp1 = getelementptr i64, ptr %jp, i64 1
   %fni = load i64, ptr %fp1

@@ -311,9 +311,14 @@ class Reverse:
         set_read_params(inst, self.dsp, values)
 
     def clear_tape_history(self, tape, lanes: int) -> None:
-        """Zero the history of a tape of `lanes` lanes (its first max_back samples, read by
-        the adjoint before time 0: `tape_shape`), one group's or (groups, ...) of several."""
-        tape[..., :self.max_back * lanes] = 0.0
+        """Zero the history of a tape of `lanes` lanes (`tape_history`), one group's or
+        (groups, ...) of several."""
+        self.tape_history(tape, lanes)[...] = 0.0
+
+    def tape_history(self, tape, lanes: int):
+        """The history of a tape of `lanes` lanes: its first max_back samples, read by the
+        adjoint before time 0 (`tape_shape`), zeroed before the tape program runs."""
+        return tape[..., :self.max_back * lanes]
 
     def ready_adjoint_items(self, inst, values: dict) -> None:
         """What `backward_items` sets before its call: the group's parameters on the adjoint
