@@ -7,15 +7,17 @@ rows (the DDSP case: a network predicts the parameters, the excitation needs no 
 w.r.t. the parameters only, where the layer's ``ad="auto"`` may pick forward mode (its
 column says which mode ran).  float32 (the layer's default), 1 thread and 2 threads
 (``FaustModule(..., threads=k)``); the scaling is the 1-thread time over the 2-thread time.
-Beside it, the same batch's compiled calls alone (`compiled_times`: prepared once, run in
+Beside it, the same batch's compiled calls alone (`compiled_steps`: prepared once, run in
 the layer's lane groups on its pool, no torch and no Python between them): the scaling the
-machine gives this work in the same run, the ceiling of the layer's.
+machine gives this work at the same moments, the ceiling of the layer's.
 The layer's defaults otherwise: the batch in SIMD lanes (``lanes=None``: 8 items per
 compiled call for resonlp, 4 for zita, whose state is larger; `runtime.lanes.lane_width`).
-Each time is the median of ``--reps`` (or more: at least 1 s of steps per thread count) after
-one warm-up, the thread counts timed in turn so that they share the machine's load: 6 steps
-of one, then 6 of the other, the first of each 6 not timed (the native pool's workers poll
-~1 ms after a pass: that step may run beside them).
+Each time is the median of ``--reps`` (or more: at least 4 s of steps per thread count) after
+one warm-up; the layer at 1 and 2 threads and its calls alone at 1 and 2 threads are timed
+in turn, so that they share the machine's moments: 6 steps of one, then 6 of the next, the
+first of each 6 not timed (the native pool's workers poll ~1 ms after a pass: that step may
+run beside them).  On this VM a slow stretch (the two vCPUs sharing a physical core, it
+seems: the calls alone then scale 1.0–1.4×) lasts seconds: the 4 s keep it a minority.
 
 DawDreamer: its Faust -> Flax/JAX code (``boxToSource(box, 'jax', ...)``, float32),
 ``jax.jit(jax.vmap(jax.value_and_grad(f, argnums=(0, 1))))`` over the same batch (gradient
@@ -54,7 +56,8 @@ SR = 48000
 N = 48000
 BATCH = 16
 SEED = 7
-MIN_SECONDS = 1.0  # each thread count timed over at least this long (`enough`)
+MIN_SECONDS = 4.0  # each thread count timed over at least this long (`enough`): this VM's
+# slow stretches (its two vCPUs on one physical core now and then) last seconds
 # the thread counts are timed in turn, BLOCK steps each, the first of a block not timed: the
 # native pool's workers poll ~1 ms after a pass, so a block's first step may run beside the
 # previous block's polls (a sleep between the steps instead made every step, 1 thread's too,
@@ -131,8 +134,8 @@ def noise(shape, seed):
 
 
 # ------------------------------------------------------------------ diffaust
-def diffaust_times(name, reps):
-    """{threads: (median s, fastest s)}, load averages seen, the mode the layer used."""
+def diffaust_steps(name):
+    """({threads: one step of the layer}, the mode the layer uses)."""
     import torch
 
     from diffaust.torch import FaustModule
@@ -157,20 +160,18 @@ def diffaust_times(name, reps):
 
     for m in mods.values():
         step(m)  # warm-up: compiles the reverse programs (and the per-sample variant)
-    loads = [load()]
-    ts = timed_blocks({k: (lambda m=m: step(m)) for k, m in mods.items()}, enough(reps, lambda: step(mods[1])),
-                      lambda: loads.append(load()))
     m = mods[1]
     mode = "forward" if m._jvp_dsp is not None and (m._ad_timed in (None, "forward")) else "reverse"
-    return {k: (statistics.median(v), min(v)) for k, v in ts.items()}, loads, mode
+    return {k: (lambda m=m: step(m)) for k, m in mods.items()}, mode
 
 
-def compiled_times(name, reps, mode):
+def compiled_steps(name, mode):
     """The same batch's compiled calls alone, prepared once and run over and over (no torch, no
-    Python between them but the pool's), in the layer's lane groups and pool: {threads: median s}.
-    The machine's own 1 -> 2 thread scaling of this work, measured beside the layer's (on a
-    virtual machine whose two cores share a physical one now and then, this ceiling moves from
-    run to run); None where the layer does not run the batch in lanes."""
+    Python between them but the pool's), in the layer's lane groups and pool: {threads: one
+    step}.  The machine's own 1 -> 2 thread scaling of this work, timed in turn with the
+    layer's steps (on a virtual machine whose two cores share a physical one now and then,
+    this ceiling moves from moment to moment); None where the layer does not run the batch in
+    lanes."""
     from diffaust.torch import FaustModule
 
     src, I, O, ranges, vary, x_grad = CASES[name]
@@ -237,8 +238,23 @@ def compiled_times(name, reps, mode):
 
     for k in (1, 2):
         at(k)()
-    ts = timed_blocks({k: at(k) for k in (1, 2)}, enough(reps, step))
-    return {k: statistics.median(vv) for k, vv in ts.items()}
+    return {k: at(k) for k in (1, 2)}
+
+
+def timed_row(name, reps):
+    """The layer's steps and its compiled calls alone, at 1 and 2 threads, timed in turn (one
+    round: BLOCK steps of each) until each has `reps` times, or more (`enough`): ({threads:
+    (median s, fastest s)}, load averages seen, mode, {threads: median s of the calls alone}
+    or None)."""
+    layer, mode = diffaust_steps(name)
+    calls = compiled_steps(name, mode)
+    steps = {("layer", k): f for k, f in layer.items()}
+    steps.update({("calls", k): f for k, f in (calls or {}).items()})
+    loads = [load()]
+    ts = timed_blocks(steps, enough(reps, layer[1]), lambda: loads.append(load()))
+    t = {k: (statistics.median(ts["layer", k]), min(ts["layer", k])) for k in (1, 2)}
+    c = {k: statistics.median(ts["calls", k]) for k in (1, 2)} if calls else None
+    return t, loads, mode, c
 
 
 # ------------------------------------------------------------------ DawDreamer -> JAX
@@ -311,8 +327,7 @@ def main(argv=None):
     # diffaust's rows first, then DawDreamer's: the JAX runs (two cores for a minute) come after
     ours = {}
     for name in names:
-        (t, loads, mode) = diffaust_times(name, args.reps)
-        c = compiled_times(name, max(args.reps, 15), mode)
+        t, loads, mode, c = timed_row(name, args.reps)
         ours[name] = (t, loads, mode, c)
         (m1, _), (m2, _) = t[1], t[2]
         print(f"{name}: {fmt(m1)} / {fmt(m2)} ({m1 / m2:.2f}x)", flush=True)

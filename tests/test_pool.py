@@ -142,8 +142,12 @@ def test_call_plan_rebinds_to_new_arrays(src, block):
     plan.run()
     assert np.array_equal(g3, ref[0])
     assert np.array_equal(np.concatenate([a.accumulators() for a in ai2], 1), ref[1])
+    # one run per bind: its arrays are let go after it
+    with pytest.raises(DiffaustError, match="without bind"):
+        plan.run()
     # the check reads the bound ȳ
     w3[4, 0, 9] = np.inf
+    plan.bind((t3, w3, g3))
     with pytest.raises(UsageError, match="y_bar"):
         plan.run()
     # another layout: an internal error, never pointers into the wrong place

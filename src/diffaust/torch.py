@@ -874,7 +874,13 @@ def _backward(ctx, gy):
     ybar = _to_numpy(gy, m.dtype)
     x2, cvals = ctx.x2, ctx.cvals
     v = spec.variant
-    gx = np.empty((B, I + nv, n), dtype=m._np_dtype) if (any(need[1:2]) or any(need[2 + nc:])) else None
+    # x̄ (batch, inputs, n) and each per-sample parameter's gradient (batch, 1, n): arrays of
+    # their own, returned as they are (contiguous: autograd keeps them as .grad without a copy
+    # — a strided one is copied by torch's own threads, which then compete with the pool's);
+    # the ones not asked for in the module's spare buffers
+    need_g = [need[1]] + [need[2 + nc + k] for k in range(nv)]
+    gshapes = [(B, I, n)] + [(B, 1, n)] * nv
+    gs = [np.empty(shape, dtype=m._np_dtype) if wanted else None for wanted, shape in zip(need_g, gshapes)]
     gc = np.zeros((B, nc), dtype=np.float64)
     cpaths = spec.cpaths
     want_c = [need[2 + k] for k in range(nc)]
@@ -924,8 +930,9 @@ def _backward(ctx, gy):
         else:
             g = v.vjp(x2[b], ybar[b], {**zeros, **{path: float(cvals[b, k]) for k, path in enumerate(cpaths)}},
                       n=n)
-        if gx is not None:
-            gx[b] = g.input
+        for k, a in enumerate(gs):
+            if a is not None:
+                a[b] = g.input[:I] if k == 0 else g.input[I + k - 1:I + k]
         for k, path in enumerate(cpaths):
             if want_c[k]:
                 gc[b, k] = g.by_path[path]
@@ -934,34 +941,35 @@ def _backward(ctx, gy):
     if ctx.rlanes is not None:  # the adjoint program, the items in SIMD lanes
         rlanes, groups, tbuf = ctx.rlanes
         rev = v.reverse()
-        gbuf = gx if gx is not None else m._take((B, I + nv, n), m._np_dtype)
+        gbufs = [a if a is not None else m._take(shape, m._np_dtype) for a, shape in zip(gs, gshapes)]
         rows = tuple(rev.paths.index(path) if want_c[k] else -1 for k, path in enumerate(cpaths))
         vpaths = spec.vpaths
 
 
         def prepare(insts):
             return [rev.backward_items(rlanes, tbuf[g], ybar, items, n, _lane_values(cvals, cpaths, vpaths, items),
-                                       gbuf, inst=insts[g], defer=True) for g, items in enumerate(groups)]
+                                       gbufs, inst=insts[g], defer=True) for g, items in enumerate(groups)]
 
         def ready(insts, memo):  # (rev.ready_adjoint_items of every group)
             if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
                 for inst, items in zip(insts, groups):
                     rev.ready_adjoint_items(inst, _lane_values(cvals, cpaths, vpaths, items))
 
-        run = m._run_pass(("adjoint", rlanes[1], B, n, v.block_size), rlanes[1], len(groups), (tbuf, ybar, gbuf),
+        run = m._run_pass(("adjoint", rlanes[1], B, n, v.block_size), rlanes[1], len(groups), (tbuf, ybar, *gbufs),
                           prepare, ready, (v, cpaths, vpaths, groups, cvals))
         _gather_sums(run, groups, rows, gc)
         m._pass_done(run)
-        if gx is None:
-            m._give(gbuf)
+        for a, buf in zip(gs, gbufs):
+            if a is None:
+                m._give(buf)
     else:
         m._map(grad, B)
     dts = ctx.in_dtypes
     res = [None]
-    res.append(_to_tensor(gx[:, :I], *dts[0]) if need[1] else None)
+    res.append(_to_tensor(gs[0], *dts[0]) if need[1] else None)
     res.extend(_const_grads(ctx, gc, need, nc))
     for k in range(nv):
-        res.append(_to_tensor(gx[:, I + k], *dts[1 + nc + k]) if need[2 + nc + k] else None)
+        res.append(_to_tensor(gs[1 + k][:, 0], *dts[1 + nc + k]) if need[2 + nc + k] else None)
     return tuple(res)
 
 

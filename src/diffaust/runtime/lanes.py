@@ -380,7 +380,7 @@ class CallPlan:
     bound values, or the caller's settings)."""
 
     __slots__ = ("insts", "table", "key", "memo", "native_ready", "_geom", "_vgeom", "_bases", "_nslots",
-                 "_checked", "_keep", "_serial")
+                 "_checked", "_keep", "_serial", "_bound")
 
     @classmethod
     def build(cls, calls: list, slots: tuple, values: Optional[np.ndarray] = None,
@@ -485,6 +485,7 @@ class CallPlan:
         plan._checked = checked
         plan._keep = keep
         plan._serial = None
+        plan._bound = None
         plan.bind(slots, values=values)
         for c in calls:  # (the plan keeps no array of the call it was built from)
             c._arrays, c.check = (), None
@@ -502,16 +503,22 @@ class CallPlan:
                 raise DiffaustError("internal error: CallPlan.bind: parameter values of another layout")
             addrs += [0, _address(values)]
         self._bases[:len(addrs)] = addrs
+        self._bound = (slots, values)  # (alive until the run: the addresses stay theirs)
 
     def run(self, pool=None) -> None:
         """Run the bound calls: on `pool` (a NativePool whose lock the caller holds), else on
         this thread alone (natively, the GIL released); UsageError where a checked cotangent
-        held NaN or Inf (its call skipped)."""
+        held NaN or Inf (its call skipped).  One run per `bind` (the arrays then let go)."""
+        if self._bound is None:
+            raise DiffaustError("internal error: CallPlan.run without bind (its arrays may be gone)")
         if pool is None:
             if self._serial is None:
                 self._serial = NativePool(0)
             pool = self._serial
-        pool.run(self.table)
+        try:
+            pool.run(self.table)
+        finally:
+            self._bound = None
         if self._checked and self.table[:, RESULT].any():
             raise UsageError("y_bar holds NaN or Inf")
 

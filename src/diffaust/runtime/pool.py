@@ -10,13 +10,16 @@ the GIL released since the caller woke them (at the start of its preparation) or
 their last pass, take the others at once.  All of it native:
 
     pool_run(desc, jobs, n)         the caller: publish, claim and run, wait for all n done
-    pool_work(desc, seen, spins)    a worker: up to `spins` polls for a generation other than
-                                    `seen`; claims and runs its jobs; returns that generation,
-                                    -1 (nothing came: the worker sleeps on an Event) or -2 (stop)
+    pool_work(desc, seen, spins)    a worker: polls for a generation other than *seen, claims
+                                    and runs its jobs (*seen updated), polls again, until
+                                    `spins` polls in a row bring nothing: returns the passes it
+                                    ran (0: the worker sleeps on an Event), or -2 (stop); the
+                                    worker never takes the GIL between the passes of a step
 
 The descriptor (int64 words): [0] the claim word, generation << 40 | jobs << 20 | next
 (one atomic word, so a claim — a compare-and-swap of next — is of the generation and job
-count it read); [1] the job table's address; [2] jobs done; [3] stop.  The caller
+count it read); [1] the job table's address; [2] jobs done; [3] stop; [4] wakes (`wake`
+counts them: a worker whose polls ran out while a pass was announced polls again).  The caller
 publishes a generation only after every job of the previous one is done, so a worker's
 successful claim always reads the table it was made for.  A job (16 int64):
 
@@ -43,7 +46,7 @@ import numpy as np
 _LOCK = threading.Lock()
 _FUNCS: dict = {}
 _RUN = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
-_WORK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_WORK = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
 
 JOB_WORDS = 16
 KIND, FN, ARGS, CHECK, CHECK_PTR, CHECK_COUNT, RESULT, PROLOGUE = 0, 1, 2, 10, 11, 12, 13, 14  # a job's words
@@ -53,6 +56,7 @@ KIND, FN, ARGS, CHECK, CHECK_PTR, CHECK_COUNT, RESULT, PROLOGUE = 0, 1, 2, 10, 1
  P_BASES, P_VSLOT, P_CSLOT, P_COFF, P_CDST) = range(18)
 PROLOGUE_WORDS = 18
 MAX_JOBS = (1 << 20) - 1
+WAKES = 4  # the descriptor's word counting `NativePool.wake` calls
 SPIN_SECONDS = 1e-3  # a worker polls this long after a pass (the next pass of a step comes sooner)
 
 
@@ -293,29 +297,33 @@ out:
   ret void
 }}
 
-define i64 @diffaust_pool_work(ptr %d, i64 %seen, i64 %spins) {{
+define i64 @diffaust_pool_work(ptr %d, ptr %seenp, i64 %spins) {{
 entry:
   %sp = getelementptr i64, ptr %d, i64 3
   br label %loop
 loop:
-  %k = phi i64 [0, %entry], [%k1, %next]
+  %k = phi i64 [0, %entry], [%k1, %next], [0, %work]
+  %ran = phi i64 [0, %entry], [%ran, %next], [%ran1, %work]
   %stop = load atomic i64, ptr %sp acquire, align 8
   %stopped = icmp ne i64 %stop, 0
   br i1 %stopped, label %bye, label %look
 look:
   %w = load atomic i64, ptr %d acquire, align 8
   %g = lshr i64 %w, 40
+  %seen = load i64, ptr %seenp
   %new = icmp ne i64 %g, %seen
   br i1 %new, label %work, label %next
 work:
+  store i64 %g, ptr %seenp
   call void @claim_run(ptr %d, i64 %g)
-  ret i64 %g
+  %ran1 = add i64 %ran, 1
+  br label %loop
 next:
   %k1 = add i64 %k, 1
   %more = icmp slt i64 %k1, %spins
   br i1 %more, label %loop, label %idle
 idle:
-  ret i64 -1
+  ret i64 %ran
 bye:
   ret i64 -2
 }}
@@ -370,7 +378,10 @@ class NativePool:
         weakref.finalize(self, _stop, self.desc, self._event)
 
     def wake(self) -> None:
-        """Wake sleeping workers (a caller about to prepare a pass: their wake-up overlaps it)."""
+        """Wake sleeping workers (a caller about to prepare a pass: their wake-up overlaps it).
+        Counted: a worker whose polls run out after this (the pass comes later than its
+        polls last) polls again instead of sleeping through the pass."""
+        self.desc[WAKES] += 1  # (under the GIL)
         self._event.set()
 
     def run(self, jobs: np.ndarray) -> None:
@@ -405,22 +416,26 @@ def _stop(desc, event) -> None:
 
 
 def _worker(work, addr, desc, event, spins: int) -> None:
-    seen = int(desc[0]) >> 40
+    # the generation last seen, a word of the worker's own (pool_work updates it): between the
+    # passes of a busy stretch the worker stays in native code, never asking for the GIL (a
+    # GIL hand-off after each pass delayed the worker's next claim and interrupted the
+    # caller's Python)
+    seen = np.array([int(desc[0]) >> 40], dtype=np.int64)
+    sp = seen.ctypes.data
     while True:
-        r = work(addr, seen, spins)  # the GIL released while it polls and runs
-        if r == -2:
-            return
-        if r >= 0:
-            seen = r
-            continue
+        wakes = int(desc[WAKES])
+        if work(addr, sp, spins) == -2:  # passes run as they come, the GIL released, until
+            return                       # `spins` polls bring nothing
+        if int(desc[WAKES]) != wakes:
+            continue  # a pass was announced while the polls ran: it comes, poll again
         event.clear()  # nothing came: sleep until a caller wakes the pool (looking once more first)
-        r = work(addr, seen, 1)
+        if int(desc[WAKES]) != wakes:
+            continue  # (announced just now: its set() may have come before the clear)
+        r = work(addr, sp, 1)
         if r == -2:
             return
-        if r >= 0:
-            seen = r
-            continue
-        event.wait()
+        if r == 0:
+            event.wait()
 
 
 _SPINS: list = []
@@ -434,11 +449,12 @@ def _spins_per_second(work) -> float:
     import time
 
     desc = np.zeros(8, dtype=np.int64)
+    seen = np.zeros(1, dtype=np.int64)
     n = 200000
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
-        work(desc.ctypes.data, 0, n)
+        work(desc.ctypes.data, seen.ctypes.data, n)
         best = min(best, time.perf_counter() - t0)
     _SPINS.append(n / max(best, 1e-6))
     return _SPINS[0]

@@ -327,7 +327,8 @@ class Reverse:
 
     def backward_items(self, lanes, tape, y_bar, items, n: int, values: dict, g, *, inst=None, defer: bool = False):
         """`backward` of the items of one `forward_items` call at once (`tape`: its group's):
-        ȳ (batch, outputs, n), g (batch, inputs, n) for x̄ (written).  Returns (variables, len(items)): the gradient
+        ȳ (batch, outputs, n), g (batch, inputs, n) for x̄ (written), or a list of such arrays
+        whose channels, in order, are the inputs'.  Returns (variables, len(items)): the gradient
         w.r.t. each parameter of `self.paths`, item by item.  inst: the adjoint's lane
         instance to run on, reset (default: this thread's); defer: prepared now, returns a
         callable that checks ȳ and runs it; the gradient is then ``inst.accumulators()``."""
@@ -336,7 +337,8 @@ class Reverse:
         if inst is None:
             inst = self._lane_instance(lanes[1])
         self.ready_adjoint_items(inst, values)
-        run = inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], [(g, 0)] if self.n_inputs else [],
+        outs = [(a, 0) for a in (g if isinstance(g, (list, tuple)) else [g])] if self.n_inputs else []
+        run = inst.compute_items([(y_bar, 0), (tape, self.max_back, "packed")], outs,
                                  items, n, max(1, n), defer=True)
         return checked_sums(inst, run, y_bar, items, defer)
 
