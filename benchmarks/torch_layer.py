@@ -5,7 +5,8 @@ One step = ``y = layer(x, params)`` on a batch of 16 one-second examples (48,000
 w.r.t. every parameter tensor (shape (16,), requires_grad) and x — or, in the "-params-only"
 rows (the DDSP case: a network predicts the parameters, the excitation needs no gradient),
 w.r.t. the parameters only, where the layer's ``ad="auto"`` may pick forward mode (its
-column says which mode ran).  float32 (the layer's default), 1 thread and 2 threads
+column says which mode ran: the 1-thread module's choice, timed on its first batch, then
+set on both modules — two modules timing the modes each could pick different ones).  float32 (the layer's default), 1 thread and 2 threads
 (``FaustModule(..., threads=k)``); the scaling is the 1-thread time over the 2-thread time.
 Beside it, the same batch's compiled calls alone (`compiled_steps`: prepared once, run in
 the layer's lane groups on its pool, no torch and no Python between them): the scaling the
@@ -158,10 +159,12 @@ def diffaust_steps(name):
         y = m(x, params)
         y.backward(w)  # the gradient of sum(w * y), with no torch op of a loss in the timing
 
-    for m in mods.values():
-        step(m)  # warm-up: compiles the reverse programs (and the per-sample variant)
-    m = mods[1]
+    step(mods[1])  # warm-up: compiles the reverse programs (and the per-sample variant); "auto" times
+    m = mods[1]    # the modes once on the module's first batch: the 1-thread module's choice is the row's
     mode = "forward" if m._jvp_dsp is not None and (m._ad_timed in (None, "forward")) else "reverse"
+    for m in mods.values():
+        m.ad = mode  # (both thread counts in one mode: each module timing its own could pick another)
+        step(m)
     return {k: (lambda m=m: step(m)) for k, m in mods.items()}, mode
 
 
