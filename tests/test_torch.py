@@ -359,17 +359,22 @@ def test_native_pool_matches_one_thread():
             assert torch.equal(a, b)
 
 
-def test_planned_passes_match_prepared_ones():
+def test_planned_passes_match_prepared_ones(monkeypatch):
     """A pass's calls are prepared once and laid out again on each call's arrays
     (runtime.lanes.CallPlan): step after step, with new inputs, parameters and cotangents,
     a per-sample parameter, groups with fewer items than lanes (21 items) and every pass
     (the render, the tape and adjoint programs, forward mode's gradient program), the
     outputs and gradients are those of calls prepared anew (the Python thread pool's path),
-    bit for bit, and the plans are reused."""
+    bit for bit, and the plans are reused — with the parameters written by the jobs
+    themselves, or (a parameter shared by every lane: "python") by the layer before each run."""
+    import diffaust.torch as layer
+
     res = {}
-    for threads, native in ((1, True), (2, True), (2, False)):
+    for threads, native in ((1, True), (2, True), (2, False), (2, "python")):
+        if native == "python":
+            monkeypatch.setattr(layer, "_param_writes", lambda *a: None)
         m = FaustModule(FDELAY, threads=threads)
-        m.native_pool = native
+        m.native_pool = bool(native)
         got, plans = [], []
         for step in range(3):
             x = torch.randn(21, 1, 300, generator=gen(50 + step))
@@ -388,11 +393,12 @@ def test_planned_passes_match_prepared_ones():
             plans.append({k: [id(p) for p in v] for k, v in m._plans.items()})
         if native:
             assert plans[0] and plans[1] == plans[0] == plans[2]  # built by the first step, reused
+            assert all(p.native_ready == (native is True) for v in m._plans.values() for p in v)
         else:
             assert not m._plans
         res[threads, native] = got
     ref = res[2, False]
-    for key in ((1, True), (2, True)):
+    for key in ((1, True), (2, True), (2, "python")):
         assert len(res[key]) == len(ref)
         for a, b in zip(ref, res[key]):
             assert torch.equal(a, b)

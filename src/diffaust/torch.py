@@ -400,8 +400,8 @@ class FaustModule(nn.Module):
         prepare(insts): the groups' prepared calls (`runtime.lanes.PreparedCall`) on reset
         instances, their parameters set from params = (primal, cpaths, vpaths, groups,
         cvals) as `_lane_values` gives them to `set_read_params`, and the zero(insts)[g]
-        arrays zeroed (a tape's history); ready(insts, memo): the same settings on reset
-        instances (memo: a dict kept with them); slots: the arrays the calls point into; key:
+        arrays zeroed (a tape's history); ready(insts): the same settings on reset instances
+        (used where a parameter is shared by every lane); slots: the arrays the calls point into; key:
         what else the calls depend on (the pass, lp, batch, samples, block size).
 
         The first such pass (key, the parameters' names and the slots' and values' shapes,
@@ -421,7 +421,7 @@ class FaustModule(nn.Module):
             if not plan.native_ready:
                 for inst in plan.insts:
                     inst.reset()
-                ready(plan.insts, plan.memo)
+                ready(plan.insts)
             plan.bind(slots, geom, cvals if plan.native_ready else None)
             self._run_plan(plan, k)
             return plan
@@ -636,33 +636,6 @@ def _lane_values(cvals, cpaths, vpaths, items) -> dict:
     return vals
 
 
-def _ready_params(insts, memo: dict, primal, cpaths: tuple, vpaths: tuple, groups, cvals) -> bool:
-    """Each group's parameters on its lane instance as `set_read_params` sets them from
-    `_lane_values`: cvals[item, k] for cpaths[k], 0 for the vpaths (widget + input), for
-    those the instances' program reads; their views found once (memo).  False, nothing set,
-    where one is shared by every lane (the caller uses set_read_params)."""
-    key = ("params", cpaths, vpaths)
-    w = memo.get(key)
-    if w is None:
-        w = []
-        for inst in insts:
-            cv, vv = read_views(inst, primal, cpaths), read_views(inst, primal, vpaths)
-            if cv is None or vv is None:
-                w = False
-                break
-            w.append((cv, [view for _, view in vv]))
-        memo[key] = w
-    if w is False:
-        return False
-    for (cv, vv), items in zip(w, groups):
-        m, rows = len(items), cvals[items.start:items.stop]
-        for k, view in cv:
-            view[:m] = rows[:, k]
-        for view in vv:
-            view[:m] = 0.0
-    return True
-
-
 def _param_writes(insts, primal, cpaths: tuple, vpaths: tuple, groups, nc: int) -> Optional[list]:
     """For a `runtime.lanes.CallPlan`: each group's parameter writes, [(byte offset in its
     instance's state, index into cvals.ravel() or -1 for 0)], what `set_read_params` does
@@ -793,11 +766,9 @@ class _FaustFunction(torch.autograd.Function):
                 return [rev.forward_items(rlanes, x2, items, n, lane_values(items), out, tbuf[g], inst=insts[g],
                                           defer=True) for g, items in enumerate(groups)]
 
-            def ready(insts, memo):  # (rev.ready_tape_items of every group)
-                rev.clear_tape_history(tbuf, rlanes[0].lanes)
-                if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
-                    for inst, items in zip(insts, groups):
-                        set_read_params(inst, v, lane_values(items))
+            def ready(insts):  # (rev.ready_tape_items of every group)
+                for g, (inst, items) in enumerate(zip(insts, groups)):
+                    rev.ready_tape_items(inst, lane_values(items), tbuf[g])
 
             run = m._run_pass(("tape", rlanes[0], B, n, v.block_size), rlanes[0], len(groups), (x2, out, tbuf),
                               prepare, ready, (v, cpaths, vpaths, groups, cvals),
@@ -824,13 +795,12 @@ class _FaustFunction(torch.autograd.Function):
         if lp is not None:  # no tape: the items in SIMD lanes, a group of them per instance
             groups = lane_groups(B, lp.lanes)
 
-            def ready(insts, memo):
-                if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
-                    for inst, items in zip(insts, groups):
-                        set_read_params(inst, v, lane_values(items))
+            def ready(insts):
+                for inst, items in zip(insts, groups):
+                    set_read_params(inst, v, lane_values(items))
 
             def prepare(insts):
-                ready(insts, {})
+                ready(insts)
                 return [inst.compute_items([(x2, 0)], [(out, 0)], items, n, defer=True)
                         for inst, items in zip(insts, groups)]
 
@@ -905,10 +875,9 @@ def _backward(ctx, gy):
                 return [jg.run_items(lp, x2, ybar, items, n, _lane_values(cvals, cpaths, (), items), inst=inst,
                                      defer=True) for inst, items in zip(insts, groups)]
 
-            def ready(insts, memo):  # (jg.ready_items of every group)
-                if not _ready_params(insts, memo, jg.primal, cpaths, (), groups, cvals):
-                    for inst, items in zip(insts, groups):
-                        jg.ready_items(inst, _lane_values(cvals, cpaths, (), items))
+            def ready(insts):  # (jg.ready_items of every group)
+                for inst, items in zip(insts, groups):
+                    jg.ready_items(inst, _lane_values(cvals, cpaths, (), items))
 
             run = m._run_pass(("jvp", lp, B, n, jg.dsp.block_size, v.block_size), lp, len(groups), (x2, ybar),
                               prepare, ready, (jg.primal, cpaths, (), groups, cvals))
@@ -950,10 +919,9 @@ def _backward(ctx, gy):
             return [rev.backward_items(rlanes, tbuf[g], ybar, items, n, _lane_values(cvals, cpaths, vpaths, items),
                                        gbufs, inst=insts[g], defer=True) for g, items in enumerate(groups)]
 
-        def ready(insts, memo):  # (rev.ready_adjoint_items of every group)
-            if not _ready_params(insts, memo, v, cpaths, vpaths, groups, cvals):
-                for inst, items in zip(insts, groups):
-                    rev.ready_adjoint_items(inst, _lane_values(cvals, cpaths, vpaths, items))
+        def ready(insts):  # (rev.ready_adjoint_items of every group)
+            for inst, items in zip(insts, groups):
+                rev.ready_adjoint_items(inst, _lane_values(cvals, cpaths, vpaths, items))
 
         run = m._run_pass(("adjoint", rlanes[1], B, n, v.block_size), rlanes[1], len(groups), (tbuf, ybar, *gbufs),
                           prepare, ready, (v, cpaths, vpaths, groups, cvals))
