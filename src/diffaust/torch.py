@@ -414,9 +414,11 @@ class FaustModule(nn.Module):
         primal, cpaths, vpaths, groups, cvals = params
         geom = geometry(slots)
         k = (key, cpaths, vpaths, geom, geometry((cvals,)))
-        with self._lock:
-            free = self._plans.get(k)
-            plan = free.pop() if free else None
+        plan = None
+        if self.native_pool:  # (off: every pass prepared and run on the Python thread pool)
+            with self._lock:
+                free = self._plans.get(k)
+                plan = free.pop() if free else None
         if plan is not None:
             if not plan.native_ready:
                 for inst in plan.insts:
