@@ -425,7 +425,7 @@ class FaustModule(nn.Module):
                     inst.reset()
                 ready(plan.insts)
             plan.bind(slots, geom, cvals if plan.native_ready else None)
-            self._run_plan(plan, k)
+            self._run_plan(plan)
             return plan
         insts = self._group_instances(lp, count)
         calls = prepare(insts)
@@ -438,16 +438,15 @@ class FaustModule(nn.Module):
             plan = CallPlan.build(calls, slots, cvals if writes else None, writes,
                                   zero(insts) if (writes and zero) else None)
         if plan is not None:
-            self._run_plan(plan, k)
+            plan.key = k  # (kept under it by `_pass_done`)
+            self._run_plan(plan)
             return plan
         self._run_prepared(calls)
         return _Unplanned(lp, insts)
 
-    def _run_plan(self, plan, key) -> None:
+    def _run_plan(self, plan) -> None:
         """Run a bound plan on the native pool, or on this thread alone (natively) where the
-        module runs one thread or another call holds the pool; the plan kept under `key`
-        after `_pass_done`."""
-        plan.key = key
+        module runs one thread or another call holds the pool."""
         pool = self._native_pool(len(plan.insts))
         if pool is not None and pool.lock.acquire(blocking=False):
             try:  # (the workers woken when the pass began: `_wake`)

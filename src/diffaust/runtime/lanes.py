@@ -22,7 +22,10 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DiffaustError, UsageError
-from .pool import ARGS, CHECK, CHECK_COUNT, CHECK_PTR, FN, JOB_WORDS, KIND, RESULT, NativePool
+from .kernels import all_finite, nonfinite_address
+from .pool import (ARGS, CHECK, CHECK_COUNT, CHECK_PTR, FN, JOB_WORDS, KIND, P_BASES, P_BYTES, P_CDST, P_COFF,
+                   P_CSLOT, P_F64, P_NPAR, P_NPTR, P_NZERO, P_PDST, P_POFF, P_PSLOT, P_PSRC, P_PTRS, P_SNAP,
+                   P_STATE, P_VSLOT, P_ZERO, PROLOGUE, PROLOGUE_WORDS, RESULT, NativePool)
 
 DEFAULT_LANES = {False: 8, True: 4}  # by `double`: 256-bit vectors
 SMALL_STATE = 512 << 10  # bytes: a larger program's state runs in half as many lanes (lane_width)
@@ -240,22 +243,26 @@ class LaneInstance:
         return 1, block_driver(d.double), (self.prog._compute_addr, self._addr, n, bs, d.inputs * L,
                                            d.total_outputs * L, ip, op)
 
-    def accumulators(self) -> np.ndarray:
-        """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
+    def _acc_index(self) -> np.ndarray:
+        """(accumulators, lanes): where each lane's sum lies among the state's float64 words
+        (found once per lane programs)."""
         idx = self.prog.__dict__.get("_acc_index")
-        if idx is None:  # where each lane's sum lies among the state's float64 words
+        if idx is None:
             offs = self.prog.accumulator_offsets
             if any(off % 8 for off in offs):
                 raise DiffaustError("internal error: an accumulator not on a float64 word of the state")
             idx = self.prog._acc_index = (np.array(offs, dtype=np.intp)[:, None] // 8
                                           + np.arange(self.lanes, dtype=np.intp)[None, :])
-        return self._state[idx]
+        return idx
+
+    def accumulators(self) -> np.ndarray:
+        """(accumulators, lanes) float64: the adjoint program's sums over time, lane by lane."""
+        return self._state[self._acc_index()]
 
     def accumulator_view(self, k: int) -> np.ndarray:
         """(lanes,) float64: accumulator k's sums, lane by lane: a view of the state, read
         after each call (`accumulators` copies them all)."""
-        self.accumulators()  # (the index built once, the alignment checked)
-        i = int(self.prog._acc_index[k, 0])
+        i = int(self._acc_index()[k, 0])
         return self._state[i:i + self.lanes]
 
     def compute(self, xs, n: int, outs, block_size: Optional[int] = None) -> None:
@@ -307,8 +314,6 @@ class PreparedCall:
         self._arrays = arrays
 
     def _checked(self) -> None:
-        from .kernels import all_finite
-
         if self.check is not None and not all_finite(self.check):
             raise UsageError("y_bar holds NaN or Inf")
 
@@ -323,8 +328,6 @@ class PreparedCall:
         if self.n <= 0:
             self._checked()
             return False
-        from .kernels import nonfinite_address
-
         kind, fn, args = self.inst._native_call(self.n, self.ip.ctypes.data, self.op.ctypes.data,
                                                 self.block_size)
         row[KIND], row[FN] = kind, fn if kind == 0 else ctypes.cast(fn, ctypes.c_void_p).value
@@ -379,8 +382,8 @@ class CallPlan:
     the bound arrays, their instances set as the build's were (reset, then the writes of the
     bound values, or the caller's settings)."""
 
-    __slots__ = ("insts", "table", "key", "memo", "native_ready", "_geom", "_vgeom", "_bases", "_nslots",
-                 "_checked", "_keep", "_serial", "_bound")
+    __slots__ = ("insts", "table", "key", "memo", "native_ready", "_geom", "_vgeom", "_bases", "_checked",
+                 "_keep", "_serial", "_bound")
 
     @classmethod
     def build(cls, calls: list, slots: tuple, values: Optional[np.ndarray] = None,
@@ -391,9 +394,6 @@ class CallPlan:
         -1 for 0)], the parameter values written after the reset, in the state's float type;
         values: float64, C-contiguous (its layout part of the plan's); zero[g]: arrays
         (views into the slots, 1-D or 2-D with contiguous rows) zeroed before call g."""
-        from .pool import PROLOGUE_WORDS, P_BASES, P_BYTES, P_CDST, P_COFF, P_CSLOT, P_F64, P_NPAR, P_NPTR, \
-            P_NZERO, P_PDST, P_POFF, P_PSLOT, P_PSRC, P_PTRS, P_SNAP, P_STATE, P_VSLOT, P_ZERO, PROLOGUE
-
         if not calls or len({id(c.inst) for c in calls}) != len(calls):
             return None
         if writes is not None and (values is None or values.dtype != np.float64 or not values.flags.c_contiguous
@@ -481,7 +481,6 @@ class CallPlan:
         plan._geom = geometry(slots)
         plan._vgeom = geometry((values,)) if writes is not None else None
         plan._bases = bases
-        plan._nslots = S
         plan._checked = checked
         plan._keep = keep
         plan._serial = None

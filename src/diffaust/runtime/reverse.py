@@ -307,13 +307,8 @@ class Reverse:
         pass sets it again before each run): the group's parameters on its tape program's lane
         instance (reset), and the tape's history (its first max_back samples, `tape_shape`;
         one group's, or (groups, ...) of several) zeroed."""
-        self.clear_tape_history(tape, inst.lanes)
+        self.tape_history(tape, inst.lanes)[...] = 0.0
         set_read_params(inst, self.dsp, values)
-
-    def clear_tape_history(self, tape, lanes: int) -> None:
-        """Zero the history of a tape of `lanes` lanes (`tape_history`), one group's or
-        (groups, ...) of several."""
-        self.tape_history(tape, lanes)[...] = 0.0
 
     def tape_history(self, tape, lanes: int):
         """The history of a tape of `lanes` lanes: its first max_back samples, read by the
